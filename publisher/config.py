@@ -1,0 +1,217 @@
+"""config.toml → frozen dataclasses, validated once; every error names the TOML key."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+DEFAULT_MARKERS = (r"^-{3,}\s*END\s*-{3,}$", r"^<!--\s*END\s*-->$")
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    title: str
+    base_url: str
+    language: str = "en"
+    author: str = ""
+    timezone: str = "UTC"
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PostsConfig:
+    folder: str = "posts"
+    patterns: tuple[str, ...] = ("*.md", "*.markdown", "*.txt")
+    permalink: str = "/{year}/{month}/{day}/{slug}/"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsConfig:
+    folder: str = "feeds"
+    base_url: str = ""
+    entries: int = 20
+    content: str = "full"
+    category_slugs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    database: str = "state/publisher.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupConfig:
+    markers: bool = True
+    marker_patterns: tuple[str, ...] = DEFAULT_MARKERS
+    title_repeat: bool = True
+    repeated_blocks: bool = True
+    repeated_min_chars: int = 30
+    truncation: bool = True
+    invisible_chars: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; paths are resolved against the folder holding config.toml."""
+
+    root: Path
+    site: SiteConfig
+    posts: PostsConfig
+    feeds: FeedsConfig
+    state: StateConfig
+    cleanup: CleanupConfig
+    source: str = "config.toml"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site.timezone)
+
+    @property
+    def posts_dir(self) -> Path:
+        return self.root / self.posts.folder
+
+    @property
+    def feeds_dir(self) -> Path:
+        return self.root / self.feeds.folder
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / self.state.database
+
+    @property
+    def feeds_url(self) -> str:
+        """The URL the feeds folder is served from, ending in '/'."""
+        url = self.feeds.base_url or self.site.base_url + self.feeds.folder.strip("/") + "/"
+        return url if url.endswith("/") else url + "/"
+
+
+SECTIONS: dict[str, type] = {
+    "site": SiteConfig,
+    "posts": PostsConfig,
+    "feeds": FeedsConfig,
+    "state": StateConfig,
+    "cleanup": CleanupConfig,
+}
+REQUIRED_SECTIONS = ("site",)
+
+
+def _check_value(source: str, key: str, value: object, hint: object) -> object:
+    """Check one TOML value against a field's type hint and convert lists to tuples."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(hint):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _check_value(source, key, value, option)
+            except ConfigError:
+                continue
+        raise ConfigError(source, key, f"has the wrong type ({type(value).__name__})")
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if not isinstance(value, list):
+            raise ConfigError(source, key, f"must be a list of {item.__name__}, not {type(value).__name__}")
+        return tuple(_check_value(source, f"{key}[{i}]", v, item) for i, v in enumerate(value))
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"must be a table, not {type(value).__name__}")
+        return {str(k): _check_value(source, f"{key}.{k}", v, value_type) for k, v in value.items()}
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(source, key, f"must be a whole number, not {value!r}")
+    if hint is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(source, key, f"must be a number, not {value!r}")
+    if hint is float:
+        return float(value)
+    if hint in (str, bool) and not isinstance(value, hint):
+        kind = "text in quotes" if hint is str else "true or false"
+        raise ConfigError(source, key, f"must be {kind}, not {value!r}")
+    return value
+
+
+def parse_section(source: str, name: str, cls: type, data: object) -> object:
+    """Build one section's dataclass from its TOML table, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, name, "must be a table, e.g. [" + name + "]")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(source, f"{name}.{unknown[0]}",
+                          f"is not a known key; known keys: {', '.join(sorted(fields))}")
+    values = {}
+    for fname, f in fields.items():
+        key = f"{name}.{fname}"
+        if fname in data:
+            values[fname] = _check_value(source, key, data[fname], hints[fname])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(source, key, "is missing; add it to the file")
+    return cls(**values)
+
+
+def _validate(source: str, cfg: Config) -> None:
+    parts = urlsplit(cfg.site.base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(source, "site.base_url", f"must be an absolute http(s) URL, not {cfg.site.base_url!r}")
+    if not cfg.site.base_url.endswith("/"):
+        raise ConfigError(source, "site.base_url", "must end with '/'")
+    if cfg.feeds.base_url and urlsplit(cfg.feeds.base_url).scheme not in ("http", "https"):
+        raise ConfigError(source, "feeds.base_url", "must be an absolute http(s) URL or empty")
+    try:
+        ZoneInfo(cfg.site.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(source, "site.timezone",
+                          f"{cfg.site.timezone!r} is not a known time zone; use a name like 'Asia/Tokyo'") from None
+    if cfg.feeds.entries < 1:
+        raise ConfigError(source, "feeds.entries", "must be at least 1")
+    if cfg.feeds.content not in ("full", "summary"):
+        raise ConfigError(source, "feeds.content", f"must be 'full' or 'summary', not {cfg.feeds.content!r}")
+    if not cfg.posts.patterns:
+        raise ConfigError(source, "posts.patterns", "must name at least one pattern, e.g. ['*.md']")
+    if "{slug}" not in cfg.posts.permalink:
+        raise ConfigError(source, "posts.permalink", "must contain {slug} so every post has its own URL")
+    for i, pattern in enumerate(cfg.cleanup.marker_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(source, f"cleanup.marker_patterns[{i}]", f"is not a valid regex: {exc}") from None
+    for category, slug in cfg.feeds.category_slugs.items():
+        if not slug or "/" in slug or slug in (".", ".."):
+            raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is not a usable slug")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate config.toml; raises ConfigError naming the offending key."""
+    path = Path(path)
+    source = str(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(source, "-", "file not found; pass --config PATH or create config.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"is not valid TOML: {exc}") from None
+    return config_from_dict(data, path.resolve().parent, source)
+
+
+def config_from_dict(data: dict, root: Path, source: str = "config.toml") -> Config:
+    """Build a Config from already-parsed TOML data."""
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(source, unknown[0], f"is not a known section; known: {', '.join(SECTIONS)}")
+    for name in REQUIRED_SECTIONS:
+        if name not in data:
+            raise ConfigError(source, name, "section is missing; add it to the file")
+    sections = {name: parse_section(source, name, cls, data.get(name, {})) for name, cls in SECTIONS.items()}
+    cfg = Config(root=root, source=source, **sections)
+    _validate(source, cfg)
+    return cfg

@@ -1,0 +1,226 @@
+"""The one orchestrator: read → select → feeds → record. The CLI and the scheduler both call `run_pass`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
+from itertools import repeat
+
+from .config import Config
+from .errors import Finding, PublisherError
+from .feeds import (
+    INDEX_NAME,
+    FeedPlan,
+    Rendered,
+    build_feed,
+    build_index,
+    fingerprint,
+    plan_feeds,
+    settings_signature,
+    write_if_changed,
+)
+from .posts import Post, ReaderSettings, SourceFile, read_body, read_many, scan_posts
+from .render import inline_html, markdown_html
+from .selection import Held, mint_post_id, select_posts
+from .state import FeedRecord, Store
+
+PARALLEL_MIN_FILES = 400  # below this, starting worker processes costs more than it saves
+CHUNK_FILES = 200
+
+
+@dataclass(slots=True)
+class PassReport:
+    """What one pass did (or, in a dry run, would do)."""
+
+    now: datetime
+    dry_run: bool
+    posts_read: int = 0
+    new: list[tuple[Post, str]] = field(default_factory=list)
+    changed: list[Post] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
+    rejected: list[Finding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    feeds_written: list[tuple[str, int]] = field(default_factory=list)
+    feeds_removed: list[str] = field(default_factory=list)
+    feeds_unchanged: int = 0
+
+    def summary(self) -> dict[str, int]:
+        return {"new": len(self.new), "changed": len(self.changed), "feeds_written": len(self.feeds_written),
+                "feeds_removed": len(self.feeds_removed), "feeds_unchanged": self.feeds_unchanged,
+                "held": len(self.held), "rejected": len(self.rejected), "posts": self.posts_read}
+
+
+def _record_of(result: Post | Finding) -> str:
+    if isinstance(result, Post):
+        return json.dumps({"post": result.to_record()}, ensure_ascii=False)
+    return json.dumps({"error": result.as_dict()}, ensure_ascii=False)
+
+
+def _read_chunk(chunk: list[SourceFile], settings: ReaderSettings) -> list[tuple[str, int, int, str]]:
+    return [(s.key, s.size, s.mtime_ns, _record_of(result)) for s, result in read_many(chunk, settings)]
+
+
+def _parse(sources: list[SourceFile], settings: ReaderSettings) -> Iterator[tuple[str, int, int, str]]:
+    """Read the posts the cache could not answer for, on every core when there are many."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(sources) < PARALLEL_MIN_FILES or workers < 2:
+        yield from _read_chunk(sources, settings)
+        return
+    chunks = [sources[i:i + CHUNK_FILES] for i in range(0, len(sources), CHUNK_FILES)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for rows in pool.map(_read_chunk, chunks, repeat(settings)):
+            yield from rows
+
+
+def load_posts(cfg: Config, store: Store) -> tuple[list[Post], list[Finding], list[tuple], list[str]]:
+    """Every post file → Post or error, reusing cached parses keyed by path, size and mtime."""
+    settings = ReaderSettings.from_config(cfg)
+    signature = settings_signature(cfg)
+    cached = store.cached_posts() if store.get_meta("reader_signature") == signature else {}
+    sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
+    records: dict[str, str] = {}
+    misses = []
+    for source in sources:
+        hit = cached.get(source.key)
+        if hit and hit[0] == source.size and hit[1] == source.mtime_ns:
+            records[source.key] = hit[2]
+        else:
+            misses.append(source)
+    fresh = list(_parse(misses, settings))
+    records.update((key, record) for key, _, _, record in fresh)
+    present = {s.key for s in sources}
+    gone = [key for key in cached if key not in present]
+    posts, rejected = [], []
+    for source in sources:
+        data = json.loads(records[source.key])
+        if "post" in data:
+            posts.append(Post.from_record(data["post"]))
+        else:
+            rejected.append(Finding(**data["error"]))
+    return posts, rejected, fresh, gone
+
+
+class _Renderer:
+    """Renders each post's feed HTML once per pass, however many feeds it appears in."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.settings = ReaderSettings.from_config(cfg)
+        self.done: dict[str, Rendered] = {}
+
+    def __call__(self, post: Post) -> Rendered:
+        if post.key not in self.done:
+            if post.excerpt_given:
+                summary = inline_html(post.excerpt, post.url)
+            else:
+                summary = escape(post.excerpt, quote=False)
+            content = None
+            if self.cfg.feeds.content == "full":
+                body = read_body(self.cfg.posts_dir / post.key, post.title, self.settings)
+                content = markdown_html(body, post.url)
+            self.done[post.key] = Rendered(content, summary)
+        return self.done[post.key]
+
+
+def _feed_is_current(cfg: Config, plan: FeedPlan, record: FeedRecord | None, fp: str) -> bool:
+    if record is None or record.fingerprint != fp:
+        return False
+    try:
+        st = (cfg.feeds_dir / plan.relpath).stat()
+    except FileNotFoundError:
+        return False
+    return st.st_size == record.size and st.st_mtime_ns == record.mtime_ns
+
+
+def update_feeds(cfg: Config, store: Store, live: tuple[Post, ...], ids: dict[str, str],
+                 report: PassReport) -> tuple[list[FeedRecord], list[str]]:
+    """Rebuild the feeds whose inputs changed; write them unless this is a dry run."""
+    plans = plan_feeds(live, cfg)
+    stored = store.feed_files()
+    signature = settings_signature(cfg)
+    render = _Renderer(cfg)
+    records: list[FeedRecord] = []
+    for plan in plans:
+        fp = fingerprint(plan, ids, signature)
+        if _feed_is_current(cfg, plan, stored.get(plan.relpath), fp):
+            report.feeds_unchanged += 1
+            continue
+        path = cfg.feeds_dir / plan.relpath
+        data = build_feed(plan, cfg, ids, render)
+        if report.dry_run:
+            unchanged = path.exists() and path.read_bytes() == data
+        else:
+            unchanged = not write_if_changed(path, data)
+        if unchanged:
+            report.feeds_unchanged += 1
+        else:
+            report.feeds_written.append((f"{cfg.feeds.folder}/{plan.relpath}", len(plan.entries)))
+        if not report.dry_run:
+            st = path.stat()
+            records.append(FeedRecord(plan.relpath, fp, st.st_size, st.st_mtime_ns, len(plan.entries)))
+    wanted = {plan.relpath for plan in plans}
+    removed = [relpath for relpath in stored if relpath not in wanted]
+    for relpath in removed:
+        report.feeds_removed.append(f"{cfg.feeds.folder}/{relpath}")
+        if not report.dry_run:
+            (cfg.feeds_dir / relpath).unlink(missing_ok=True)
+    index = build_index(plans, cfg)
+    index_path = cfg.feeds_dir / INDEX_NAME
+    if report.dry_run:
+        if not (index_path.exists() and index_path.read_bytes() == index):
+            report.feeds_written.append((f"{cfg.feeds.folder}/{INDEX_NAME}", len(plans)))
+    elif write_if_changed(index_path, index):
+        report.feeds_written.append((f"{cfg.feeds.folder}/{INDEX_NAME}", len(plans)))
+    return records, removed
+
+
+def run_pass(cfg: Config, now: datetime, dry_run: bool = False, store: Store | None = None) -> PassReport:
+    """One publishing pass at `now`: publish what came due, rebuild changed feeds, record it."""
+    own_store = store is None
+    if store is None:
+        store = Store.open(cfg.database_path, readonly=dry_run)
+    try:
+        return _run(cfg, now, dry_run, store)
+    except OSError as exc:
+        raise PublisherError(f"{exc.filename or cfg.feeds_dir}: {exc.strerror}; "
+                             "check that the feeds folder is writable") from None
+    finally:
+        if own_store:
+            store.close()
+
+
+def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
+    started = datetime.now(now.tzinfo)
+    report = PassReport(now=now, dry_run=dry_run)
+    posts, report.rejected, fresh, gone = load_posts(cfg, store)
+    report.posts_read = len(posts) + len(report.rejected)
+    if not dry_run and (fresh or gone or store.get_meta("reader_signature") != settings_signature(cfg)):
+        store.save_cache(fresh, gone)
+        store.set_meta("reader_signature", settings_signature(cfg))
+    published = store.published()
+    selection = select_posts(posts, published, now)
+    report.held = list(selection.held)
+    report.changed = list(selection.changed)
+    report.findings = [f for p in posts for f in p.findings]
+    ids = {key: rec.post_id for key, rec in published.items()}
+    taken = set(ids.values())
+    for post in selection.new:
+        post_id = mint_post_id(post, cfg.site.base_url, taken)
+        taken.add(post_id)
+        ids[post.key] = post_id
+        report.new.append((post, post_id))
+    records, removed = update_feeds(cfg, store, selection.live, ids, report)
+    if dry_run:
+        return report
+    stamp = now.isoformat()
+    store.record_published(
+        (p.key, pid, stamp, p.content_hash, p.title, p.url, list(p.categories)) for p, pid in report.new)
+    store.update_published((p.content_hash, p.title, p.url, list(p.categories), p.key) for p in report.changed)
+    store.save_feeds(records, removed)
+    store.record_run("publish", started, datetime.now(now.tzinfo), report.summary())
+    return report

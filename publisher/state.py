@@ -1,0 +1,182 @@
+"""The SQLite store: parse cache, published posts and their permanent ids, written feeds, runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .errors import StoreError
+
+# Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE post_cache (
+        key TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, record TEXT NOT NULL
+    );
+    CREATE TABLE published (
+        key TEXT PRIMARY KEY,
+        post_id TEXT NOT NULL UNIQUE,
+        first_published TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        title TEXT NOT NULL,
+        url TEXT NOT NULL,
+        categories TEXT NOT NULL
+    );
+    CREATE INDEX published_first ON published (first_published);
+    CREATE TABLE feed_files (
+        path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL, entries INTEGER NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, started TEXT NOT NULL, finished TEXT NOT NULL,
+        summary TEXT NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    key: str
+    post_id: str
+    first_published: datetime
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRecord:
+    path: str
+    fingerprint: str
+    size: int
+    mtime_ns: int
+    entries: int
+
+
+class Store:
+    """One SQLite database file; read-only stores (dry runs) never create or change it."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, readonly: bool) -> None:
+        self.conn = conn
+        self.path = path
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, path: Path, readonly: bool = False) -> Store:
+        try:
+            if readonly and not path.exists():
+                conn = sqlite3.connect(":memory:", isolation_level=None)
+            elif readonly:
+                conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn, path, readonly)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the state database ({exc}); "
+                             "check the path in [state] database and its permissions") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the state database ({exc.strerror})") from None
+        return store
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path}: the state database is from a newer publisher (schema {version}); "
+                             "upgrade publisher")
+        if version == len(MIGRATIONS):
+            return
+        if self.readonly and self.path is not None and self.path.exists():
+            raise StoreError(f"{self.path}: the state database needs an upgrade; run `publish` once without --dry-run")
+        with self.transaction():
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- settings -----------------------------------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    # -- parse cache -------------------------------------------------------------------------------------
+    def cached_posts(self) -> dict[str, tuple[int, int, str]]:
+        rows = self.conn.execute("SELECT key, size, mtime_ns, record FROM post_cache")
+        return {key: (size, mtime, record) for key, size, mtime, record in rows}
+
+    def save_cache(self, rows: Iterable[tuple[str, int, int, str]], gone: Iterable[str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO post_cache VALUES (?, ?, ?, ?)", rows)
+            conn.executemany("DELETE FROM post_cache WHERE key = ?", ((k,) for k in gone))
+
+    # -- published posts ---------------------------------------------------------------------------------
+    def published(self) -> dict[str, Published]:
+        rows = self.conn.execute("SELECT key, post_id, first_published, content_hash FROM published")
+        return {key: Published(key, pid, datetime.fromisoformat(first), h) for key, pid, first, h in rows}
+
+    def record_published(self, rows: Iterable[tuple[str, str, str, str, str, str, list[str]]]) -> None:
+        """Insert newly published posts; (key, post_id, first_published, hash, title, url, categories)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO published VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((k, pid, first, h, t, u, json.dumps(c, ensure_ascii=False)) for k, pid, first, h, t, u, c in rows),
+            )
+
+    def update_published(self, rows: Iterable[tuple[str, str, str, list[str], str]]) -> None:
+        """Refresh hash, title, url and categories of posts whose content changed; (hash, title, url, cats, key)."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE published SET content_hash = ?, title = ?, url = ?, categories = ? WHERE key = ?",
+                ((h, t, u, json.dumps(c, ensure_ascii=False), k) for h, t, u, c, k in rows),
+            )
+
+    # -- feed files --------------------------------------------------------------------------------------
+    def feed_files(self) -> dict[str, FeedRecord]:
+        rows = self.conn.execute("SELECT path, fingerprint, size, mtime_ns, entries FROM feed_files")
+        return {row[0]: FeedRecord(*row) for row in rows}
+
+    def save_feeds(self, records: Iterable[FeedRecord], removed: Iterable[str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO feed_files VALUES (?, ?, ?, ?, ?)",
+                             ((r.path, r.fingerprint, r.size, r.mtime_ns, r.entries) for r in records))
+            conn.executemany("DELETE FROM feed_files WHERE path = ?", ((p,) for p in removed))
+
+    # -- runs ---------------------------------------------------------------------------------------------
+    def record_run(self, kind: str, started: datetime, finished: datetime, summary: dict) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO runs (kind, started, finished, summary) VALUES (?, ?, ?, ?)",
+                         (kind, started.isoformat(), finished.isoformat(), json.dumps(summary, ensure_ascii=False)))
+
+    def last_run(self, kind: str) -> tuple[datetime, dict] | None:
+        row = self.conn.execute("SELECT finished, summary FROM runs WHERE kind = ? ORDER BY id DESC LIMIT 1",
+                                (kind,)).fetchone()
+        return (datetime.fromisoformat(row[0]), json.loads(row[1])) if row else None

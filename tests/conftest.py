@@ -1,0 +1,79 @@
+"""Shared fixtures: a site folder built from the shipped example, and a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from publisher.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_POSTS = REPO.parent / "shared" / "sample-posts"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+FIXED_NOW = "2026-06-01T00:00:00+09:00"
+
+
+@dataclass
+class Site:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def posts(self) -> Path:
+        return self.root / "posts"
+
+    @property
+    def feeds(self) -> Path:
+        return self.root / "feeds"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "state" / "publisher.sqlite3"
+
+    def run(self, *args: str) -> Result:
+        """Run `publish --config <site>/config.toml ARGS…` in-process and return the result."""
+        return CliRunner().invoke(main, ["--config", str(self.config), *args], catch_exceptions=False)
+
+    def write_post(self, name: str, text: str | bytes) -> Path:
+        path = self.posts / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    def set_config(self, old: str, new: str) -> None:
+        text = self.config.read_text(encoding="utf-8")
+        assert old in text, old
+        self.config.write_text(text.replace(old, new), encoding="utf-8")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    """A copy of the shipped example (config.toml and posts/) in a temporary folder."""
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    shutil.copytree(REPO / "posts", tmp_path / "posts")
+    return Site(tmp_path)
+
+
+@pytest.fixture
+def empty_site(site: Site) -> Site:
+    """The example config with an empty posts folder."""
+    shutil.rmtree(site.posts)
+    site.posts.mkdir()
+    return site
+
+
+def post_text(title: str = "A post", date: str = "2026-01-01 10:00:00 +0900", body: str = "Body text.",
+              **extra: str) -> str:
+    lines = ["---", f'title: "{title}"', f"date: {date}"]
+    lines += [f"{key}: {value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n---\n\n" + body + "\n"

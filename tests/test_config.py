@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+
+from publisher.config import load_config
+from publisher.errors import ConfigError
+
+
+def test_shipped_config_loads(site):
+    cfg = load_config(site.config)
+    assert cfg.site.timezone == "Asia/Tokyo"
+    assert cfg.feeds.category_slugs["投資分析"] == "investment"
+    assert cfg.feeds_url == "https://news.example.jp/feeds/"
+    assert cfg.posts.patterns == ("*.md", "*.markdown", "*.txt")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('title = "AI速報ラボ"\n', "", "site.title"),
+        ("entries = 20", 'entries = "twenty"', "feeds.entries"),
+        ("entries = 20", "entries = 0", "feeds.entries"),
+        ('timezone = "Asia/Tokyo"', 'timezone = "Mars/Olympus"', "site.timezone"),
+        ('base_url = "https://news.example.jp/"', 'base_url = "news.example.jp"', "site.base_url"),
+        ('content = "full"', 'content = "everything"', "feeds.content"),
+        ("[state]", "[state]\ndatabse = 'x.db'", "state.databse"),
+        ("marker_patterns = ['^-{3,}", "marker_patterns = ['(unclosed', '^-{3,}", "cleanup.marker_patterns[0]"),
+        ('patterns = ["*.md", "*.markdown", "*.txt"]', 'patterns = "*.md"', "posts.patterns"),
+        ("[site]", "[sight]\n[site]", "sight"),
+    ],
+)
+def test_bad_config_names_the_key(site, old, new, key):
+    site.set_config(old, new)
+    with pytest.raises(ConfigError) as info:
+        load_config(site.config)
+    assert f"[{key}]" in str(info.value)
+    assert str(site.config) in str(info.value)
+
+
+def test_cli_reports_config_error_without_traceback(site):
+    site.set_config("entries = 20", "entries = -1")
+    result = site.run("--dry-run")
+    assert result.exit_code == 2
+    assert "[feeds.entries] must be at least 1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_file(tmp_path):
+    from click.testing import CliRunner
+
+    from publisher.cli import main
+
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "nope.toml" in result.output and "file not found" in result.output
+
+
+def test_invalid_toml(site):
+    site.config.write_text("[site\ntitle = 1\n", encoding="utf-8")
+    result = site.run()
+    assert result.exit_code == 2
+    assert "not valid TOML" in result.output
