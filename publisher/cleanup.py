@@ -87,11 +87,16 @@ def _join(blocks: list[_Block]) -> str:
     return "\n\n".join("\n".join(text for _, text in b.lines) for b in blocks) + ("\n" if blocks else "")
 
 
+def strip_invisible(text: str) -> tuple[str, int]:
+    """Text without control and invisible characters, and how many were removed."""
+    return _INVISIBLE_RE.subn("", text)
+
+
 def _remove_invisible(lines: list[tuple[int, str]], path: str) -> tuple[list[tuple[int, str]], list[Finding]]:
     count, first = 0, 0
     out = []
     for number, text in lines:
-        cleaned, n = _INVISIBLE_RE.subn("", text)
+        cleaned, n = strip_invisible(text)
         if n:
             count += n
             first = first or number

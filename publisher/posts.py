@@ -8,7 +8,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, time
 from fnmatch import fnmatch
 from pathlib import Path
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
-from .cleanup import clean_body, guess_title, plain_text
+from .cleanup import clean_body, guess_title, plain_text, strip_invisible
 from .config import CleanupConfig, Config
 from .errors import Finding, PostError
 
@@ -170,7 +170,7 @@ def content_hash(raw: bytes) -> str:
 def _key_line(fm_text: str, key: str, first_line: int) -> int:
     """The file line on which a front-matter key stands (or the front matter's first line)."""
     m = re.search(rf"^{re.escape(key)}\s*:", fm_text, re.MULTILINE)
-    return first_line + fm_text.count("\n", 0, m.start()) if m else first_line - 1
+    return first_line + fm_text.count("\n", 0, m.start()) if m else first_line
 
 
 def _strings(value: object, path: str, line: int, key: str) -> tuple[str, ...]:
@@ -190,7 +190,7 @@ def _strings(value: object, path: str, line: int, key: str) -> tuple[str, ...]:
 
 
 def split_front_matter(text: str) -> tuple[str, str, int, int] | None:
-    """(front matter, body, first line of front matter, first line of body), or None without front matter."""
+    """(front matter, body, line of the opening '---', first line of body), or None without front matter."""
     lead = len(text) - len(text.lstrip("\n"))
     if not _YAML.detect(text[lead:]):
         return None
@@ -203,7 +203,7 @@ def split_front_matter(text: str) -> tuple[str, str, int, int] | None:
     body_start = closing.end()
     if text.startswith("\n", body_start):
         body_start += 1
-    return fm, text[body_start:], lead + 2, text.count("\n", 0, body_start) + 1
+    return fm, text[body_start:], lead + 1, text.count("\n", 0, body_start) + 1
 
 
 def decode(raw: bytes, path: str) -> str:
@@ -243,11 +243,23 @@ def read_post(source: SourceFile, settings: ReaderSettings, raw: bytes | None = 
                         "add a block between '---' lines at the top with at least title and date",
                         detail=_front_matter_block(guessed, tz))
     fm_text, body, fm_line, body_line = parts
+    fm_findings = []
+    if settings.cleanup.invisible_chars:
+        cleaned, count = strip_invisible(fm_text)
+        if count:
+            line = fm_line + next(i for i, (a, b) in enumerate(zip(fm_text.split("\n"), cleaned.split("\n"),
+                                                                   strict=True)) if a != b)
+            fm_findings.append(Finding(path, line, "info", f"removed {count} invisible or control character(s) "
+                                       "from the front matter", "remove them from the source text"))
+            fm_text = cleaned
     try:
         meta = _YAML.load(fm_text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = fm_line + (mark.line if mark else 0)
+        if isinstance(exc, yaml.reader.ReaderError):
+            line = fm_line + fm_text.count("\n", 0, exc.position)
+        else:
+            line = fm_line + (mark.line if mark else 0)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PostError(path, line, f"front matter is not valid YAML ({problem})",
                         "fix the YAML; quote titles that contain ':' or '#'") from None
@@ -256,7 +268,8 @@ def read_post(source: SourceFile, settings: ReaderSettings, raw: bytes | None = 
     if not isinstance(meta, dict):
         raise PostError(path, fm_line, "front matter is not a set of 'key: value' lines",
                         "write one 'key: value' per line, e.g. title: \"…\"")
-    return _build_post(source, settings, tz, meta, fm_text, fm_line, body, body_line, raw)
+    post = _build_post(source, settings, tz, meta, fm_text, fm_line, body, body_line, raw)
+    return replace(post, findings=tuple(fm_findings) + post.findings) if fm_findings else post
 
 
 def _build_post(source: SourceFile, settings: ReaderSettings, tz: ZoneInfo, meta: dict, fm_text: str,

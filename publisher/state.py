@@ -72,7 +72,10 @@ class Store:
             if readonly and not path.exists():
                 conn = sqlite3.connect(":memory:", isolation_level=None)
             elif readonly:
-                conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+                # With no write-ahead log in use, immutable=1 reads without creating -shm/-wal files.
+                live_wal = Path(f"{path}-wal").exists()
+                uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live_wal else "&immutable=1")
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, timeout=30, isolation_level=None)
