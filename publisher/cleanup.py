@@ -93,6 +93,8 @@ def strip_invisible(text: str) -> tuple[str, int]:
 
 
 def _remove_invisible(lines: list[tuple[int, str]], path: str) -> tuple[list[tuple[int, str]], list[Finding]]:
+    if not any(_INVISIBLE_RE.search(text) for _, text in lines):
+        return lines, []
     count, first = 0, 0
     out = []
     for number, text in lines:

@@ -91,7 +91,8 @@ def _publish(ctx: click.Context) -> int:
 
 def _print_report(report, cfg: Config) -> None:
     dry = report.dry_run
-    echo = click.echo
+    lines: list[str] = []
+    echo = lines.append
     echo(f"{'Dry run' if dry else 'Pass'} at {_when(report.now, cfg)}: {report.posts_read} post file(s) read")
     if report.new:
         echo(f"{'Would publish' if dry else 'Published'} {len(report.new)} new post(s):")
@@ -115,6 +116,10 @@ def _print_report(report, cfg: Config) -> None:
         for held in report.held:
             due = f"due {_when(held.due, cfg)}" if held.due else "draft (published: false or draft: true)"
             echo(f"  · {held.post.key}  {due}  {held.post.title}")
+    if report.findings:
+        echo(f"Warnings ({len(report.findings)}); `publish check` lists every finding:")
+        for finding in report.findings:
+            echo(f"  ? {finding}")
     if report.rejected:
         echo(f"Rejected {len(report.rejected)} post(s):")
         for finding in report.rejected:
@@ -125,6 +130,7 @@ def _print_report(report, cfg: Config) -> None:
          f"{s['rejected']} rejected")
     if dry:
         echo("Dry run: nothing was written or recorded.")
+    click.echo("\n".join(lines))
 
 
 @main.command()
@@ -147,7 +153,7 @@ def check(ctx: click.Context, fmt: str, strict: bool) -> None:
     from .posts import ReaderSettings, read_many, scan_posts
 
     cfg = _load(ctx)
-    settings = ReaderSettings.from_config(cfg)
+    settings = ReaderSettings.from_config(cfg, check_body=True)
     sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
     findings: list[Finding] = []
     for _, result in read_many(sources, settings):

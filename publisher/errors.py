@@ -20,6 +20,9 @@ class Finding:
         text = f"{self.path}:{self.line}: {self.severity}: {self.what}"
         return f"{text} — {self.fix}" if self.fix else text
 
+    def as_tuple(self) -> tuple[str, int, str, str, str, str]:
+        return (self.path, self.line, self.severity, self.what, self.fix, self.detail)
+
     def as_dict(self) -> dict[str, object]:
         return {"path": self.path, "line": self.line, "severity": self.severity,
                 "what": self.what, "fix": self.fix, "detail": self.detail}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
@@ -31,6 +30,8 @@ from .state import FeedRecord, Store
 
 PARALLEL_MIN_FILES = 400  # below this, starting worker processes costs more than it saves
 CHUNK_FILES = 200
+RENDER_PARALLEL_MIN = 120
+RENDER_CHUNK = 20
 
 
 @dataclass(slots=True)
@@ -55,25 +56,29 @@ class PassReport:
                 "held": len(self.held), "rejected": len(self.rejected), "posts": self.posts_read}
 
 
-def _record_of(result: Post | Finding) -> str:
+def _record_of(result: Post | Finding) -> bytes:
+    """A parse result as a cache record: marshal is fast and, unlike pickle, cannot run code on load."""
     if isinstance(result, Post):
-        return json.dumps({"post": result.to_record()}, ensure_ascii=False)
-    return json.dumps({"error": result.as_dict()}, ensure_ascii=False)
+        return marshal.dumps((1, result.to_row()))
+    return marshal.dumps((0, result.as_tuple()))
 
 
-def _read_chunk(chunk: list[SourceFile], settings: ReaderSettings) -> list[tuple[str, int, int, str]]:
+def _read_chunk(chunk: list[SourceFile], settings: ReaderSettings) -> list[tuple[str, int, int, bytes]]:
     return [(s.key, s.size, s.mtime_ns, _record_of(result)) for s, result in read_many(chunk, settings)]
 
 
-def _parse(sources: list[SourceFile], settings: ReaderSettings) -> Iterator[tuple[str, int, int, str]]:
-    """Read the posts the cache could not answer for, on every core when there are many."""
+def _in_parallel(func: Callable[..., list], items: list, chunk: int, min_items: int, *args: object) -> Iterator:
+    """func(items[i:i+chunk], *args) over every chunk, on every core when there are enough items; in order."""
     workers = min(os.cpu_count() or 1, 8)
-    if len(sources) < PARALLEL_MIN_FILES or workers < 2:
-        yield from _read_chunk(sources, settings)
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    if len(items) < min_items or workers < 2:
+        for part in chunks:
+            yield from func(part, *args)
         return
-    chunks = [sources[i:i + CHUNK_FILES] for i in range(0, len(sources), CHUNK_FILES)]
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for rows in pool.map(_read_chunk, chunks, repeat(settings)):
+        for rows in pool.map(func, chunks, *(repeat(a) for a in args)):
             yield from rows
 
 
@@ -83,7 +88,7 @@ def load_posts(cfg: Config, store: Store) -> tuple[list[Post], list[Finding], li
     signature = settings_signature(cfg)
     cached = store.cached_posts() if store.get_meta("reader_signature") == signature else {}
     sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
-    records: dict[str, str] = {}
+    records: dict[str, bytes] = {}
     misses = []
     for source in sources:
         hit = cached.get(source.key)
@@ -91,40 +96,40 @@ def load_posts(cfg: Config, store: Store) -> tuple[list[Post], list[Finding], li
             records[source.key] = hit[2]
         else:
             misses.append(source)
-    fresh = list(_parse(misses, settings))
+    fresh = list(_in_parallel(_read_chunk, misses, CHUNK_FILES, PARALLEL_MIN_FILES, settings))
     records.update((key, record) for key, _, _, record in fresh)
     present = {s.key for s in sources}
     gone = [key for key in cached if key not in present]
     posts, rejected = [], []
     for source in sources:
-        data = json.loads(records[source.key])
-        if "post" in data:
-            posts.append(Post.from_record(data["post"]))
+        is_post, row = marshal.loads(records[source.key])
+        if is_post:
+            posts.append(Post.from_row(row))
         else:
-            rejected.append(Finding(**data["error"]))
+            rejected.append(Finding(*row))
     return posts, rejected, fresh, gone
 
 
-class _Renderer:
-    """Renders each post's feed HTML once per pass, however many feeds it appears in."""
+def _render_chunk(posts: list[Post], posts_dir: str, settings: ReaderSettings, full: bool) -> list[Rendered]:
+    """Feed HTML for each post: its sanitized excerpt and, with full content, its whole body."""
+    out = []
+    for post in posts:
+        summary = inline_html(post.excerpt, post.url) if post.excerpt_given else escape(post.excerpt, quote=False)
+        content = None
+        if full:
+            body = read_body(os.path.join(posts_dir, post.key), post.title, settings)
+            content = markdown_html(body, post.url)
+        out.append(Rendered(content, summary))
+    return out
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.settings = ReaderSettings.from_config(cfg)
-        self.done: dict[str, Rendered] = {}
 
-    def __call__(self, post: Post) -> Rendered:
-        if post.key not in self.done:
-            if post.excerpt_given:
-                summary = inline_html(post.excerpt, post.url)
-            else:
-                summary = escape(post.excerpt, quote=False)
-            content = None
-            if self.cfg.feeds.content == "full":
-                body = read_body(self.cfg.posts_dir / post.key, post.title, self.settings)
-                content = markdown_html(body, post.url)
-            self.done[post.key] = Rendered(content, summary)
-        return self.done[post.key]
+def render_posts(cfg: Config, posts: list[Post]) -> dict[str, Rendered]:
+    """Render every post once per pass, however many feeds it appears in; on every core when many."""
+    settings = ReaderSettings.from_config(cfg)
+    full = cfg.feeds.content == "full"
+    rendered = _in_parallel(_render_chunk, posts, RENDER_CHUNK, RENDER_PARALLEL_MIN, str(cfg.posts_dir),
+                            settings, full)
+    return {post.key: html for post, html in zip(posts, rendered, strict=True)}
 
 
 def _feed_is_current(cfg: Config, plan: FeedPlan, record: FeedRecord | None, fp: str) -> bool:
@@ -143,15 +148,19 @@ def update_feeds(cfg: Config, store: Store, live: tuple[Post, ...], ids: dict[st
     plans = plan_feeds(live, cfg)
     stored = store.feed_files()
     signature = settings_signature(cfg)
-    render = _Renderer(cfg)
     records: list[FeedRecord] = []
+    stale = []
     for plan in plans:
         fp = fingerprint(plan, ids, signature)
         if _feed_is_current(cfg, plan, stored.get(plan.relpath), fp):
             report.feeds_unchanged += 1
-            continue
+        else:
+            stale.append((plan, fp))
+    needed = {post.key: post for plan, _ in stale for post in plan.entries}
+    rendered = render_posts(cfg, list(needed.values()))
+    for plan, fp in stale:
         path = cfg.feeds_dir / plan.relpath
-        data = build_feed(plan, cfg, ids, render)
+        data = build_feed(plan, cfg, ids, lambda post: rendered[post.key])
         if report.dry_run:
             unchanged = path.exists() and path.read_bytes() == data
         else:
@@ -206,7 +215,7 @@ def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
     selection = select_posts(posts, published, now)
     report.held = list(selection.held)
     report.changed = list(selection.changed)
-    report.findings = [f for p in posts for f in p.findings]
+    report.findings = [f for p in selection.new for f in p.findings if f.severity != "info"]
     ids = {key: rec.post_id for key, rec in published.items()}
     taken = set(ids.values())
     for post in selection.new:

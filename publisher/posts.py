@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import math
 import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from fnmatch import fnmatch
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
-
-import yaml
-from frontmatter.default_handlers import YAMLHandler
 
 from .cleanup import clean_body, guess_title, plain_text, strip_invisible
 from .config import CleanupConfig, Config
 from .errors import Finding, PostError
 
-_YAML = YAMLHandler()
 _DATE_RE = re.compile(
     r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})"
     r"(?:[T\s]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6})\d*)?)?)?"
     r"\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?$",
     re.IGNORECASE,
 )
-_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+_CJK_RE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+")
 _WORD_RE = re.compile(r"[A-Za-z0-9\u00c0-\u024f]+(?:['’-][A-Za-z0-9]+)*")
 CJK_CHARS_PER_MINUTE = 500
 WORDS_PER_MINUTE = 220
@@ -44,10 +41,11 @@ class ReaderSettings:
     base_url: str
     permalink: str
     cleanup: CleanupConfig
+    check_body: bool = False  # run every body clean-up and report it, even when nothing is derived from the body
 
     @classmethod
-    def from_config(cls, cfg: Config) -> ReaderSettings:
-        return cls(cfg.site.timezone, cfg.site.base_url, cfg.posts.permalink, cfg.cleanup)
+    def from_config(cls, cfg: Config, check_body: bool = False) -> ReaderSettings:
+        return cls(cfg.site.timezone, cfg.site.base_url, cfg.posts.permalink, cfg.cleanup, check_body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +66,23 @@ class Post:
     draft: bool
     reading_time: int
     content_hash: str
-    findings: tuple[Finding, ...] = ()
+    finding_rows: tuple[tuple, ...] = ()  # Finding fields; decoded only when asked for
 
-    def to_record(self) -> dict:
-        data = asdict(self)
-        data["date"] = self.date.isoformat()
-        data["updated"] = self.updated.isoformat() if self.updated else None
-        data["findings"] = [f.as_dict() for f in self.findings]
-        return data
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(Finding(*row) for row in self.finding_rows)
+
+    def to_row(self) -> tuple:
+        """Plain values in field order, for the parse cache (marshal-able, no pickle)."""
+        return (self.key, self.title, self.date.isoformat(), self.updated.isoformat() if self.updated else None,
+                self.categories, self.tags, self.author, self.excerpt, self.excerpt_given, self.slug, self.url,
+                self.draft, self.reading_time, self.content_hash, self.finding_rows)
 
     @classmethod
-    def from_record(cls, data: dict) -> Post:
-        data = dict(data)
-        data["date"] = datetime.fromisoformat(data["date"])
-        data["updated"] = datetime.fromisoformat(data["updated"]) if data["updated"] else None
-        data["categories"] = tuple(data["categories"])
-        data["tags"] = tuple(data["tags"])
-        data["findings"] = tuple(Finding(**f) for f in data["findings"])
-        return cls(**data)
+    def from_row(cls, row: tuple) -> Post:
+        key, title, when, updated, *rest = row
+        return cls(key, title, datetime.fromisoformat(when), datetime.fromisoformat(updated) if updated else None,
+                   *rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,28 +90,34 @@ class SourceFile:
     """A post file found on disk, with the stat facts the parse cache is keyed by."""
 
     key: str
-    path: Path
+    path: str
     size: int
     mtime_ns: int
 
 
 def scan_posts(folder: Path, patterns: tuple[str, ...]) -> list[SourceFile]:
     """Every post file below `folder` matching a pattern, hidden files and folders skipped, sorted by key."""
+    matches = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
     found: list[SourceFile] = []
-    if not folder.is_dir():
-        return found
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-        for name in filenames:
-            if name.startswith(".") or not any(fnmatch(name, p) for p in patterns):
+    pending = [("", str(folder))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith((".", "_")) and entry.is_dir():
                 continue
-            path = Path(dirpath, name)
-            try:
-                st = path.stat()
-            except OSError:
-                continue
-            key = path.relative_to(folder).as_posix()
-            found.append(SourceFile(key, path, st.st_size, st.st_mtime_ns))
+            if entry.is_dir():
+                pending.append((f"{prefix}{name}/", entry.path))
+            elif not name.startswith(".") and matches(name):
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                found.append(SourceFile(prefix + name, entry.path, st.st_size, st.st_mtime_ns))
     found.sort(key=lambda s: s.key)
     return found
 
@@ -143,8 +146,9 @@ def parse_date(value: object, tz: ZoneInfo) -> datetime:
 
 def reading_minutes(text: str) -> int:
     """Minutes to read `text`: Japanese counted by characters, other languages by words."""
-    cjk = len(_CJK_RE.findall(text))
-    words = len(_WORD_RE.findall(_CJK_RE.sub(" ", text)))
+    runs = _CJK_RE.findall(text)
+    cjk = sum(map(len, runs))
+    words = len(_WORD_RE.findall(_CJK_RE.sub(" ", text))) if len(runs) else len(_WORD_RE.findall(text))
     return max(1, math.ceil(cjk / CJK_CHARS_PER_MINUTE + words / WORDS_PER_MINUTE))
 
 
@@ -189,12 +193,21 @@ def _strings(value: object, path: str, line: int, key: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=1)
+def _yaml_handler():
+    """python-frontmatter's YAML handler, imported on first use: cached runs never parse YAML."""
+    from frontmatter.default_handlers import YAMLHandler
+
+    return YAMLHandler()
+
+
 def split_front_matter(text: str) -> tuple[str, str, int, int] | None:
     """(front matter, body, line of the opening '---', first line of body), or None without front matter."""
     lead = len(text) - len(text.lstrip("\n"))
-    if not _YAML.detect(text[lead:]):
+    handler = _yaml_handler()
+    if not handler.detect(text[lead:]):
         return None
-    matches = _YAML.FM_BOUNDARY.finditer(text, lead)
+    matches = handler.FM_BOUNDARY.finditer(text, lead)
     opening = next(matches)
     closing = next(matches, None)
     if closing is None:
@@ -226,11 +239,12 @@ def _front_matter_block(title: str, tz: ZoneInfo) -> str:
 
 def read_post(source: SourceFile, settings: ReaderSettings, raw: bytes | None = None) -> Post:
     """Read and check one post file; raises PostError naming the file and line on anything wrong."""
-    path = str(source.path)
+    path = source.path
     tz = ZoneInfo(settings.timezone)
     if raw is None:
         try:
-            raw = source.path.read_bytes()
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except OSError as exc:
             raise PostError(path, 1, f"cannot be read ({exc.strerror})", "check the file's permissions") from None
     if not raw.strip():
@@ -252,8 +266,10 @@ def read_post(source: SourceFile, settings: ReaderSettings, raw: bytes | None = 
             fm_findings.append(Finding(path, line, "info", f"removed {count} invisible or control character(s) "
                                        "from the front matter", "remove them from the source text"))
             fm_text = cleaned
+    import yaml
+
     try:
-        meta = _YAML.load(fm_text)
+        meta = _yaml_handler().load(fm_text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if isinstance(exc, yaml.reader.ReaderError):
@@ -269,12 +285,14 @@ def read_post(source: SourceFile, settings: ReaderSettings, raw: bytes | None = 
         raise PostError(path, fm_line, "front matter is not a set of 'key: value' lines",
                         "write one 'key: value' per line, e.g. title: \"…\"")
     post = _build_post(source, settings, tz, meta, fm_text, fm_line, body, body_line, raw)
-    return replace(post, findings=tuple(fm_findings) + post.findings) if fm_findings else post
+    if fm_findings:
+        return replace(post, finding_rows=tuple(f.as_tuple() for f in fm_findings) + post.finding_rows)
+    return post
 
 
 def _build_post(source: SourceFile, settings: ReaderSettings, tz: ZoneInfo, meta: dict, fm_text: str,
                 fm_line: int, body: str, body_line: int, raw: bytes) -> Post:
-    path = str(source.path)
+    path = source.path
     title = meta.get("title")
     if title is None or not str(title).strip():
         raise PostError(path, _key_line(fm_text, "title", fm_line), "no title",
@@ -301,27 +319,31 @@ def _build_post(source: SourceFile, settings: ReaderSettings, tz: ZoneInfo, meta
     tags = _strings(meta.get("tags"), path, _key_line(fm_text, "tags", fm_line), "tags")
     draft = meta.get("draft") is True or meta.get("published") is False
     slug = slugify(str(meta.get("slug") or Path(source.key).stem))
-    cleaned = clean_body(body, title, settings.cleanup, path, body_line)
-    findings = list(cleaned.findings)
+    findings: list[Finding] = []
     reading = meta.get("reading_time")
-    if isinstance(reading, bool) or not isinstance(reading, int) or reading < 1:
-        if reading is not None:
-            findings.append(Finding(path, _key_line(fm_text, "reading_time", fm_line), "warning",
-                                    f"reading_time {reading!r} is not a whole number of minutes",
-                                    "write a number like 5, or remove it to have it computed"))
-        reading = reading_minutes(plain_text(cleaned.text))
+    reading_given = not isinstance(reading, bool) and isinstance(reading, int) and reading >= 1
+    if reading is not None and not reading_given:
+        findings.append(Finding(path, _key_line(fm_text, "reading_time", fm_line), "warning",
+                                f"reading_time {reading!r} is not a whole number of minutes",
+                                "write a number like 5, or remove it to have it computed"))
     excerpt = meta.get("excerpt") or meta.get("description") or meta.get("summary")
     excerpt_given = bool(excerpt and str(excerpt).strip())
-    if excerpt_given:
-        excerpt = " ".join(str(excerpt).split())
-    else:
-        excerpt = _derived_excerpt(cleaned.text)
+    excerpt = " ".join(str(excerpt).split()) if excerpt_given else ""
+    # The body is cleaned here only when something is derived from it, or for `publish check`;
+    # feed rendering cleans it again for the few posts that land in a feed.
+    if settings.check_body or not (reading_given and excerpt_given):
+        cleaned = clean_body(body, title, settings.cleanup, path, body_line)
+        findings[:0] = cleaned.findings
+        if not reading_given:
+            reading = reading_minutes(plain_text(cleaned.text))
+        if not excerpt_given:
+            excerpt = _derived_excerpt(cleaned.text)
     author = str(meta.get("author") or "").strip()
     return Post(
         key=source.key, title=title, date=when, updated=updated, categories=categories, tags=tags,
         author=author, excerpt=excerpt, excerpt_given=excerpt_given, slug=slug,
         url=permalink(settings, when, slug), draft=draft, reading_time=reading,
-        content_hash=content_hash(raw), findings=tuple(findings),
+        content_hash=content_hash(raw), finding_rows=tuple(f.as_tuple() for f in findings),
     )
 
 
@@ -334,12 +356,13 @@ def _derived_excerpt(body: str) -> str:
     return ""
 
 
-def read_body(source_path: Path, title: str, settings: ReaderSettings) -> str:
+def read_body(source_path: str, title: str, settings: ReaderSettings) -> str:
     """The cleaned Markdown body of an already-validated post."""
-    text = decode(source_path.read_bytes(), str(source_path))
+    with open(source_path, "rb") as fh:
+        text = decode(fh.read(), source_path)
     parts = split_front_matter(text)
     body, body_line = (parts[1], parts[3]) if parts else (text, 1)
-    return clean_body(body, title, settings.cleanup, str(source_path), body_line).text
+    return clean_body(body, title, settings.cleanup, source_path, body_line).text
 
 
 def read_many(sources: list[SourceFile], settings: ReaderSettings) -> Iterator[tuple[SourceFile, Post | Finding]]:

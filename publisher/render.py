@@ -6,18 +6,12 @@ import re
 from functools import lru_cache
 from urllib.parse import urljoin
 
-import markdown
-import nh3
-
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _EXTENSIONS = ["extra", "sane_lists"]
 _URL_ATTRS = {"href", "src", "cite", "poster"}
-_ALLOWED_TAGS = set(nh3.ALLOWED_TAGS) - {"script", "iframe", "style", "object", "embed", "form", "input"}
-_ALLOWED_ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
-_ALLOWED_ATTRIBUTES.setdefault("a", set()).update({"href", "title"})
-_ALLOWED_ATTRIBUTES.setdefault("img", set()).update({"src", "alt", "title", "width", "height"})
-_ALLOWED_ATTRIBUTES.setdefault("td", set()).add("align")
-_ALLOWED_ATTRIBUTES.setdefault("th", set()).add("align")
+_FORBIDDEN_TAGS = {"script", "iframe", "style", "object", "embed", "form", "input"}
+_EXTRA_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title", "width", "height"},
+                     "td": {"align"}, "th": {"align"}}
 
 
 def xml_safe(text: str) -> str:
@@ -26,8 +20,21 @@ def xml_safe(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _markdown() -> markdown.Markdown:
+def _markdown():
+    import markdown  # imported on first use: passes with nothing to render never load it
+
     return markdown.Markdown(extensions=_EXTENSIONS, output_format="html")
+
+
+@lru_cache(maxsize=1)
+def _allow_lists() -> tuple[set[str], dict[str, set[str]]]:
+    import nh3
+
+    tags = set(nh3.ALLOWED_TAGS) - _FORBIDDEN_TAGS
+    attributes = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
+    for tag, extra in _EXTRA_ATTRIBUTES.items():
+        attributes.setdefault(tag, set()).update(extra)
+    return tags, attributes
 
 
 def sanitize(html: str, base_url: str) -> str:
@@ -38,10 +45,13 @@ def sanitize(html: str, base_url: str) -> str:
             return urljoin(base_url, value.strip())
         return value
 
+    import nh3
+
+    tags, attributes = _allow_lists()
     return nh3.clean(
         xml_safe(html),
-        tags=_ALLOWED_TAGS,
-        attributes=_ALLOWED_ATTRIBUTES,
+        tags=tags,
+        attributes=attributes,
         url_schemes={"http", "https", "mailto"},
         attribute_filter=absolutize,
         link_rel="noopener",

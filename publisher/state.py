@@ -17,7 +17,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE post_cache (
-        key TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, record TEXT NOT NULL
+        key TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, record BLOB NOT NULL
     );
     CREATE TABLE published (
         key TEXT PRIMARY KEY,
@@ -45,7 +45,7 @@ MIGRATIONS: tuple[str, ...] = (
 class Published:
     key: str
     post_id: str
-    first_published: datetime
+    first_published: str  # ISO 8601; parsed only where needed
     content_hash: str
 
 
@@ -132,11 +132,11 @@ class Store:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     # -- parse cache -------------------------------------------------------------------------------------
-    def cached_posts(self) -> dict[str, tuple[int, int, str]]:
+    def cached_posts(self) -> dict[str, tuple[int, int, bytes]]:
         rows = self.conn.execute("SELECT key, size, mtime_ns, record FROM post_cache")
         return {key: (size, mtime, record) for key, size, mtime, record in rows}
 
-    def save_cache(self, rows: Iterable[tuple[str, int, int, str]], gone: Iterable[str]) -> None:
+    def save_cache(self, rows: Iterable[tuple[str, int, int, bytes]], gone: Iterable[str]) -> None:
         with self.transaction() as conn:
             conn.executemany("INSERT OR REPLACE INTO post_cache VALUES (?, ?, ?, ?)", rows)
             conn.executemany("DELETE FROM post_cache WHERE key = ?", ((k,) for k in gone))
@@ -144,7 +144,7 @@ class Store:
     # -- published posts ---------------------------------------------------------------------------------
     def published(self) -> dict[str, Published]:
         rows = self.conn.execute("SELECT key, post_id, first_published, content_hash FROM published")
-        return {key: Published(key, pid, datetime.fromisoformat(first), h) for key, pid, first, h in rows}
+        return {key: Published(key, pid, first, h) for key, pid, first, h in rows}
 
     def record_published(self, rows: Iterable[tuple[str, str, str, str, str, str, list[str]]]) -> None:
         """Insert newly published posts; (key, post_id, first_published, hash, title, url, categories)."""

@@ -13,14 +13,15 @@ from publisher.posts import ReaderSettings, SourceFile, parse_date, read_post, r
 from .conftest import post_text
 
 TOKYO = ZoneInfo("Asia/Tokyo")
-SETTINGS = ReaderSettings("Asia/Tokyo", "https://news.example.jp/", "/{year}/{month}/{day}/{slug}/", CleanupConfig())
+SETTINGS = ReaderSettings("Asia/Tokyo", "https://news.example.jp/", "/{year}/{month}/{day}/{slug}/", CleanupConfig(),
+                          check_body=True)
 
 
 def read(tmp_path: Path, text: str | bytes, name: str = "post.md"):
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
     st = path.stat()
-    return read_post(SourceFile(name, path, st.st_size, st.st_mtime_ns), SETTINGS)
+    return read_post(SourceFile(name, str(path), st.st_size, st.st_mtime_ns), SETTINGS)
 
 
 @pytest.mark.parametrize(
