@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
-from xml.etree import ElementTree as ET
 
 from . import __version__
 from .config import Config
@@ -141,6 +140,7 @@ def build_feed(plan: FeedPlan, cfg: Config, ids: Mapping[str, str], render: Call
 
 def build_index(plans: list[FeedPlan], cfg: Config) -> bytes:
     """An OPML 2.0 list of every feed, for the operator to link to; ordered as the plans are."""
+    from xml.etree import ElementTree as ET
     opml = ET.Element("opml", version="2.0")
     head = ET.SubElement(opml, "head")
     ET.SubElement(head, "title").text = xml_safe(f"{cfg.site.title} — feeds")

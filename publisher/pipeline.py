@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import marshal
 import os
 from collections.abc import Callable, Iterator
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from itertools import repeat
+from pathlib import Path
 
 from .config import Config
 from .errors import Finding, PublisherError
@@ -82,12 +85,12 @@ def _in_parallel(func: Callable[..., list], items: list, chunk: int, min_items: 
             yield from rows
 
 
-def load_posts(cfg: Config, store: Store) -> tuple[list[Post], list[Finding], list[tuple], list[str]]:
+def load_posts(cfg: Config, store: Store, sources: list[SourceFile]
+               ) -> tuple[list[Post], list[Finding], list[tuple], list[str]]:
     """Every post file → Post or error, reusing cached parses keyed by path, size and mtime."""
     settings = ReaderSettings.from_config(cfg)
     signature = settings_signature(cfg)
     cached = store.cached_posts() if store.get_meta("reader_signature") == signature else {}
-    sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
     records: dict[str, bytes] = {}
     misses = []
     for source in sources:
@@ -132,14 +135,17 @@ def render_posts(cfg: Config, posts: list[Post]) -> dict[str, Rendered]:
     return {post.key: html for post, html in zip(posts, rendered, strict=True)}
 
 
-def _feed_is_current(cfg: Config, plan: FeedPlan, record: FeedRecord | None, fp: str) -> bool:
-    if record is None or record.fingerprint != fp:
-        return False
+def _file_matches(path: Path, record: FeedRecord) -> bool:
+    """The feed file is still the one this publisher wrote (not deleted or edited since)."""
     try:
-        st = (cfg.feeds_dir / plan.relpath).stat()
+        st = path.stat()
     except FileNotFoundError:
         return False
     return st.st_size == record.size and st.st_mtime_ns == record.mtime_ns
+
+
+def _feed_is_current(cfg: Config, plan: FeedPlan, record: FeedRecord | None, fp: str) -> bool:
+    return record is not None and record.fingerprint == fp and _file_matches(cfg.feeds_dir / plan.relpath, record)
 
 
 def update_feeds(cfg: Config, store: Store, live: tuple[Post, ...], ids: dict[str, str],
@@ -178,8 +184,10 @@ def update_feeds(cfg: Config, store: Store, live: tuple[Post, ...], ids: dict[st
         report.feeds_removed.append(f"{cfg.feeds.folder}/{relpath}")
         if not report.dry_run:
             (cfg.feeds_dir / relpath).unlink(missing_ok=True)
-    index = build_index(plans, cfg)
     index_path = cfg.feeds_dir / INDEX_NAME
+    if not stale and not removed and index_path.exists():
+        return records, removed  # the index lists the same feeds as when it was last written
+    index = build_index(plans, cfg)
     if report.dry_run:
         if not (index_path.exists() and index_path.read_bytes() == index):
             report.feeds_written.append((f"{cfg.feeds.folder}/{INDEX_NAME}", len(plans)))
@@ -203,14 +211,58 @@ def run_pass(cfg: Config, now: datetime, dry_run: bool = False, store: Store | N
             store.close()
 
 
+def _snapshot(sources: list[SourceFile], signature: str) -> str:
+    """A digest of every post file's path, size and mtime plus the settings: equal means nothing changed."""
+    digest = hashlib.blake2b(signature.encode(), digest_size=16)
+    digest.update(marshal.dumps([tuple(s[:1]) + tuple(s[2:]) for s in sources]))
+    return digest.hexdigest()
+
+
+def _quick_pass(cfg: Config, store: Store, snapshot: str, now: datetime, report: PassReport) -> bool:
+    """Answer a pass from the last one when no file, setting or feed changed and no held post came due."""
+    last = store.get_meta("last_pass")
+    if last is None:
+        return False
+    last = json.loads(last)
+    if last["snapshot"] != snapshot or (last["next_due"] and now >= datetime.fromisoformat(last["next_due"])):
+        return False
+    feeds = store.feed_files()
+    if not (cfg.feeds_dir / INDEX_NAME).exists() or not all(
+            _file_matches(cfg.feeds_dir / rec.path, rec) for rec in feeds.values()):
+        return False
+    rows = store.cached_rows(last["held"] + last["rejected"])
+    if len(rows) != len(last["held"]) + len(last["rejected"]):
+        return False
+    for key in last["held"]:
+        post = Post.from_row(marshal.loads(rows[key])[1])
+        report.held.append(Held(post, None if post.draft else post.date))
+    report.rejected = [Finding(*marshal.loads(rows[key])[1]) for key in last["rejected"]]
+    report.feeds_unchanged = len(feeds)
+    return True
+
+
+def _remember_pass(store: Store, snapshot: str, report: PassReport, rejected_keys: list[str]) -> None:
+    due = [h.due for h in report.held if h.due is not None]
+    store.set_meta("last_pass", json.dumps({
+        "snapshot": snapshot, "next_due": min(due).isoformat() if due else None,
+        "held": [h.post.key for h in report.held], "rejected": rejected_keys}))
+
+
 def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
     started = datetime.now(now.tzinfo)
     report = PassReport(now=now, dry_run=dry_run)
-    posts, report.rejected, fresh, gone = load_posts(cfg, store)
-    report.posts_read = len(posts) + len(report.rejected)
-    if not dry_run and (fresh or gone or store.get_meta("reader_signature") != settings_signature(cfg)):
+    signature = settings_signature(cfg)
+    sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
+    report.posts_read = len(sources)
+    snapshot = _snapshot(sources, signature)
+    if _quick_pass(cfg, store, snapshot, now, report):
+        if not dry_run:
+            store.record_run("publish", started, datetime.now(now.tzinfo), report.summary())
+        return report
+    posts, report.rejected, fresh, gone = load_posts(cfg, store, sources)
+    if not dry_run and (fresh or gone or store.get_meta("reader_signature") != signature):
         store.save_cache(fresh, gone)
-        store.set_meta("reader_signature", settings_signature(cfg))
+        store.set_meta("reader_signature", signature)
     published = store.published()
     selection = select_posts(posts, published, now)
     report.held = list(selection.held)
@@ -231,5 +283,8 @@ def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
         (p.key, pid, stamp, p.content_hash, p.title, p.url, list(p.categories)) for p, pid in report.new)
     store.update_published((p.content_hash, p.title, p.url, list(p.categories), p.key) for p in report.changed)
     store.save_feeds(records, removed)
+    rejected_paths = {f.path for f in report.rejected}
+    rejected_keys = [s.key for s in sources if s.path in rejected_paths]
+    _remember_pass(store, snapshot, report, rejected_keys)
     store.record_run("publish", started, datetime.now(now.tzinfo), report.summary())
     return report

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -48,7 +49,7 @@ class ReaderSettings:
         return cls(cfg.site.timezone, cfg.site.base_url, cfg.posts.permalink, cfg.cleanup, check_body)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Post:
     """Everything about a post except its body, which is re-read only when rendered."""
 
@@ -85,8 +86,7 @@ class Post:
                    *rest)
 
 
-@dataclass(frozen=True, slots=True)
-class SourceFile:
+class SourceFile(NamedTuple):
     """A post file found on disk, with the stat facts the parse cache is keyed by."""
 
     key: str
@@ -103,22 +103,23 @@ def scan_posts(folder: Path, patterns: tuple[str, ...]) -> list[SourceFile]:
     while pending:
         prefix, directory = pending.pop()
         try:
-            entries = list(os.scandir(directory))
+            entries = os.scandir(directory)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        for entry in entries:
-            name = entry.name
-            if name.startswith((".", "_")) and entry.is_dir():
-                continue
-            if entry.is_dir():
-                pending.append((f"{prefix}{name}/", entry.path))
-            elif not name.startswith(".") and matches(name):
-                try:
-                    st = entry.stat()
-                except OSError:
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
                     continue
-                found.append(SourceFile(prefix + name, entry.path, st.st_size, st.st_mtime_ns))
-    found.sort(key=lambda s: s.key)
+                if matches(name) and entry.is_file():
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    found.append(SourceFile(prefix + name, entry.path, st.st_size, st.st_mtime_ns))
+                elif name[0] != "_" and entry.is_dir():
+                    pending.append((f"{prefix}{name}/", entry.path))
+    found.sort()
     return found
 
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import StoreError
 
@@ -41,8 +42,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
+class Published(NamedTuple):
     key: str
     post_id: str
     first_published: str  # ISO 8601; parsed only where needed
@@ -135,6 +135,15 @@ class Store:
     def cached_posts(self) -> dict[str, tuple[int, int, bytes]]:
         rows = self.conn.execute("SELECT key, size, mtime_ns, record FROM post_cache")
         return {key: (size, mtime, record) for key, size, mtime, record in rows}
+
+    def cached_rows(self, keys: list[str]) -> dict[str, bytes]:
+        """The cached parse records of a few posts."""
+        out = {}
+        for key in keys:
+            row = self.conn.execute("SELECT record FROM post_cache WHERE key = ?", (key,)).fetchone()
+            if row:
+                out[key] = row[0]
+        return out
 
     def save_cache(self, rows: Iterable[tuple[str, int, int, bytes]], gone: Iterable[str]) -> None:
         with self.transaction() as conn:

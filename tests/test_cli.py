@@ -170,3 +170,18 @@ def test_sample_posts(empty_site):
         assert "**" not in entry.summary, "Markdown in excerpts is rendered"
     check = empty_site.run("check")
     assert check.output.count("    title: ") == len(no_front_matter), "each post without front matter gets a block"
+
+
+def test_unchanged_pass_reports_the_same_as_a_full_one(site):
+    site.write_post("broken.md", b'---\ntitle: "x"\n---\nbody\n')
+    first = site.run("--now", FIXED_NOW)
+    second = site.run("--now", FIXED_NOW)
+    assert "Summary: 0 new, 0 feed file(s) written, 14 unchanged, 0 removed, 2 held, 1 rejected" in second.output
+
+    def tail(out):
+        return [line for line in out.splitlines() if line.startswith(("  ·", "  !"))]
+
+    assert tail(first.output) == tail(second.output)
+    # Once the held post's due time passes, the pass does the full work again.
+    third = site.run("--now", "2030-01-06T09:00:00+09:00")
+    assert "Published 1 new post(s)" in third.output
