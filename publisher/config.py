@@ -8,6 +8,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,6 +61,59 @@ class CleanupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestConfig:
+    enabled: bool = True
+    subject: str = "{site} — weekly digest {start:%Y-%m-%d} to {end:%Y-%m-%d}"
+    from_address: str = ""
+    reply_to: str = ""
+    list_id: str = ""
+    preheader: str = "{count} new posts this week"
+    period_days: int = 7
+    day: str = "mon"
+    time: str = "08:00"
+    catch_up_hours: int = 48
+    max_posts: int = 30
+    unsubscribe_url: str = ""
+    preferences_url: str = ""
+    token_secret_env: str = "PUBLISHER_TOKEN_SECRET"
+    templates: str = "templates"
+    transport: str = "file"
+    rate: float = 0.0
+    concurrency: int = 1
+    max_attempts: int = 5
+    sample_recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password_env: str = "PUBLISHER_SMTP_PASSWORD"
+    timeout: float = 30.0
+    retries: int = 3
+    retry_delay: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    api_url: str = ""
+    api_key_env: str = "PUBLISHER_API_KEY"
+    domain: str = ""
+    message_stream: str = "broadcast"
+    timeout: float = 30.0
+    retries: int = 4
+    retry_delay: float = 1.0
+    max_retry_wait: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    folder: str = "outbox"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; paths are resolved against the folder holding config.toml."""
 
@@ -69,6 +123,10 @@ class Config:
     feeds: FeedsConfig
     state: StateConfig
     cleanup: CleanupConfig
+    digest: DigestConfig = field(default_factory=DigestConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     source: str = "config.toml"
 
     @property
@@ -88,6 +146,19 @@ class Config:
         return self.root / self.state.database
 
     @property
+    def unsubscribe_url(self) -> str:
+        return self.digest.unsubscribe_url or self.site.base_url + "unsubscribe/{token}"
+
+    @property
+    def preferences_url(self) -> str:
+        return self.digest.preferences_url or self.site.base_url + "preferences/{token}"
+
+    @property
+    def list_id(self) -> str:
+        host = urlsplit(self.site.base_url).hostname or "localhost"
+        return self.digest.list_id or f"digest.{host}"
+
+    @property
     def feeds_url(self) -> str:
         """The URL the feeds folder is served from, ending in '/'."""
         url = self.feeds.base_url or self.site.base_url + self.feeds.folder.strip("/") + "/"
@@ -100,7 +171,13 @@ SECTIONS: dict[str, type] = {
     "feeds": FeedsConfig,
     "state": StateConfig,
     "cleanup": CleanupConfig,
+    "digest": DigestConfig,
+    "smtp": SmtpConfig,
+    "http": HttpConfig,
+    "outbox": OutboxConfig,
 }
+TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "file")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REQUIRED_SECTIONS = ("site",)
 
 
@@ -184,9 +261,38 @@ def _validate(source: str, cfg: Config) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(source, f"cleanup.marker_patterns[{i}]", f"is not a valid regex: {exc}") from None
+    _validate_digest(source, cfg)
     for category, slug in cfg.feeds.category_slugs.items():
         if not slug or "/" in slug or slug in (".", ".."):
             raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is not a usable slug")
+
+
+def _validate_digest(source: str, cfg: Config) -> None:
+    d = cfg.digest
+    if d.transport not in TRANSPORTS:
+        raise ConfigError(source, "digest.transport", f"must be one of {', '.join(TRANSPORTS)}, not {d.transport!r}")
+    if d.day.lower()[:3] not in WEEKDAYS:
+        raise ConfigError(source, "digest.day", f"must be a weekday like 'mon', not {d.day!r}")
+    if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", d.time):
+        raise ConfigError(source, "digest.time", f"must be HH:MM, not {d.time!r}")
+    for key in ("period_days", "max_posts", "concurrency", "max_attempts"):
+        if getattr(d, key) < 1:
+            raise ConfigError(source, f"digest.{key}", "must be at least 1")
+    if d.rate < 0:
+        raise ConfigError(source, "digest.rate", "must be 0 (no limit) or a positive number of messages per second")
+    for key, url in (("unsubscribe_url", cfg.unsubscribe_url), ("preferences_url", cfg.preferences_url)):
+        if "{token}" not in url or urlsplit(url).scheme != "https":
+            raise ConfigError(source, f"digest.{key}", f"must be an https URL containing {{token}}, not {url!r}")
+    try:
+        d.subject.format(site="", start=datetime.now(), end=datetime.now(), count=0)
+        d.preheader.format(site="", start=datetime.now(), end=datetime.now(), count=0)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ConfigError(source, "digest.subject", f"has an unknown placeholder {exc}; use {{site}} {{start}} "
+                          "{end} {count}") from None
+    if cfg.smtp.security not in ("starttls", "tls", "none"):
+        raise ConfigError(source, "smtp.security", f"must be starttls, tls or none, not {cfg.smtp.security!r}")
+    if d.transport == "mailgun" and not cfg.http.domain:
+        raise ConfigError(source, "http.domain", "is needed for Mailgun: the sending domain, e.g. mg.example.com")
 
 
 def load_config(path: str | Path) -> Config:

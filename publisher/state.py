@@ -39,6 +39,41 @@ MIGRATIONS: tuple[str, ...] = (
         summary TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        categories TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'unsubscribed', 'bounced', 'pending')),
+        joined TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE digests (
+        id INTEGER PRIMARY KEY,
+        period_start TEXT NOT NULL,
+        period_end TEXT NOT NULL UNIQUE,
+        created TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        posts TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'sending' CHECK (status IN ('sending', 'done'))
+    );
+    CREATE TABLE ledger (
+        digest_id INTEGER NOT NULL REFERENCES digests (id),
+        subscriber_id INTEGER NOT NULL,
+        email TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        message_id TEXT,
+        provider_id TEXT,
+        last_error TEXT,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (digest_id, subscriber_id)
+    );
+    CREATE INDEX ledger_state ON ledger (digest_id, state, subscriber_id);
+    CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires TEXT NOT NULL);
+    """,
 )
 
 
@@ -192,3 +227,43 @@ class Store:
         row = self.conn.execute("SELECT finished, summary FROM runs WHERE kind = ? ORDER BY id DESC LIMIT 1",
                                 (kind,)).fetchone()
         return (datetime.fromisoformat(row[0]), json.loads(row[1])) if row else None
+
+    # -- subscribers --------------------------------------------------------------------------------------
+    def subscriber(self, email: str) -> tuple | None:
+        """(id, email, name, categories json, status, joined) for one address, or None."""
+        return self.conn.execute(
+            "SELECT id, email, name, categories, status, joined FROM subscribers WHERE email = ?", (email,)).fetchone()
+
+    def subscriber_by_id(self, subscriber_id: int) -> tuple | None:
+        return self.conn.execute("SELECT id, email, name, categories, status, joined FROM subscribers WHERE id = ?",
+                                 (subscriber_id,)).fetchone()
+
+    def insert_subscriber(self, conn: sqlite3.Connection, email: str, name: str, categories: list[str],
+                          status: str, now: str) -> None:
+        conn.execute("INSERT INTO subscribers (email, name, categories, status, joined, updated) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (email, name, json.dumps(categories, ensure_ascii=False), status, now, now))
+
+    def update_subscriber(self, conn: sqlite3.Connection, subscriber_id: int, name: str, categories: list[str],
+                          status: str, now: str) -> None:
+        conn.execute("UPDATE subscribers SET name = ?, categories = ?, status = ?, updated = ? WHERE id = ?",
+                     (name, json.dumps(categories, ensure_ascii=False), status, now, subscriber_id))
+
+    def set_subscriber_status(self, subscriber_id: int, status: str, now: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?", (status, now, subscriber_id))
+
+    def delete_subscriber(self, subscriber_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+
+    def subscribers(self, status: str | None = None) -> Iterator[tuple]:
+        """Every subscriber (optionally of one status), ordered by address, streamed."""
+        sql = "SELECT id, email, name, categories, status, joined FROM subscribers"
+        args: tuple = ()
+        if status:
+            sql, args = sql + " WHERE status = ?", (status,)
+        yield from self.conn.execute(sql + " ORDER BY email", args)
+
+    def count_subscribers(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT status, COUNT(*) FROM subscribers GROUP BY status"))
