@@ -8,7 +8,7 @@ import marshal
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from itertools import repeat
 from pathlib import Path
@@ -52,6 +52,8 @@ class PassReport:
     feeds_written: list[tuple[str, int]] = field(default_factory=list)
     feeds_removed: list[str] = field(default_factory=list)
     feeds_unchanged: int = 0
+    digest: list[str] = field(default_factory=list)  # what the scheduled digest did, one line each
+    digest_error: str = ""
 
     def summary(self) -> dict[str, int]:
         return {"new": len(self.new), "changed": len(self.changed), "feeds_written": len(self.feeds_written),
@@ -196,13 +198,18 @@ def update_feeds(cfg: Config, store: Store, live: tuple[Post, ...], ids: dict[st
     return records, removed
 
 
-def run_pass(cfg: Config, now: datetime, dry_run: bool = False, store: Store | None = None) -> PassReport:
-    """One publishing pass at `now`: publish what came due, rebuild changed feeds, record it."""
+def run_pass(cfg: Config, now: datetime, dry_run: bool = False, store: Store | None = None,
+             with_digest: bool = True) -> PassReport:
+    """One publishing pass at `now`: publish what came due, rebuild changed feeds, record it, and send the
+    weekly digest when its time has come."""
     own_store = store is None
     if store is None:
         store = Store.open(cfg.database_path, readonly=dry_run)
     try:
-        return _run(cfg, now, dry_run, store)
+        report = _run(cfg, now, dry_run, store)
+        if with_digest and cfg.digest.enabled:
+            scheduled_digest(cfg, store, now, report)
+        return report
     except OSError as exc:
         raise PublisherError(f"{exc.filename or cfg.feeds_dir}: {exc.strerror}; "
                              "check that the feeds folder is writable") from None
@@ -278,7 +285,7 @@ def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
     records, removed = update_feeds(cfg, store, selection.live, ids, report)
     if dry_run:
         return report
-    stamp = now.isoformat()
+    stamp = now.astimezone(UTC).isoformat()
     store.record_published(
         (p.key, pid, stamp, p.content_hash, p.title, p.url, list(p.categories)) for p, pid in report.new)
     store.update_published((p.content_hash, p.title, p.url, list(p.categories), p.key) for p in report.changed)
@@ -288,3 +295,41 @@ def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
     _remember_pass(store, snapshot, report, rejected_keys)
     store.record_run("publish", started, datetime.now(now.tzinfo), report.summary())
     return report
+
+
+def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassReport) -> None:
+    """Send the digest of the latest slot if it is due, not yet done, and within the catch-up window."""
+    from .digest import last_slot, period_for, utc_stamp
+    from .sending import dry_run_digest, send_digest
+    from .transports import make_transport
+
+    slot = last_slot(cfg, now)
+    existing = store.digest_for(utc_stamp(period_for(cfg, slot)[1]))
+    when = slot.strftime("%Y-%m-%d %H:%M %Z")
+    if existing and existing[5] == "done":
+        return
+    if now - slot > timedelta(hours=cfg.digest.catch_up_hours):
+        if not existing:
+            report.digest.append(f"Digest of {when} was missed and is older than [digest] catch_up_hours "
+                                 f"({cfg.digest.catch_up_hours} h): skipped")
+        else:
+            report.digest.append(f"Digest of {when} was interrupted and is older than the catch-up window: "
+                                 "left as it is (see `publish digest --status`)")
+        return
+    if not existing and not store.count_subscribers().get("active"):
+        return
+    try:
+        if report.dry_run:
+            dry = dry_run_digest(cfg, store, now, slot)
+            report.digest.append(f"Would send the digest of {when} ({len(dry.plan.posts)} posts) to "
+                                 f"{dry.recipients} subscriber(s); {dry.nothing_new} with nothing new")
+            return
+        result = send_digest(cfg, store, lambda: make_transport(cfg), now, slot)
+    except PublisherError as exc:
+        report.digest_error = str(exc)
+        return
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
+    report.digest.append(f"Digest of {when}: {result.sent_now} sent now ({counts or 'no recipients'})")
+    report.digest += [f"  {w}" for w in result.warnings]
+    if result.error:
+        report.digest_error = result.error

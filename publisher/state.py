@@ -68,6 +68,7 @@ MIGRATIONS: tuple[str, ...] = (
         message_id TEXT,
         provider_id TEXT,
         last_error TEXT,
+        batch_key TEXT,
         updated TEXT NOT NULL,
         PRIMARY KEY (digest_id, subscriber_id)
     );
@@ -267,3 +268,90 @@ class Store:
 
     def count_subscribers(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT status, COUNT(*) FROM subscribers GROUP BY status"))
+
+    # -- digests and the send ledger ---------------------------------------------------------------------
+    def published_between(self, start: str, end: str) -> list[tuple[str, str, str, str, str]]:
+        """(key, title, url, categories json, first_published) of posts first published in [start, end)."""
+        return self.conn.execute(
+            "SELECT key, title, url, categories, first_published FROM published "
+            "WHERE first_published >= ? AND first_published < ? ORDER BY first_published DESC, key",
+            (start, end)).fetchall()
+
+    def published_rows(self, keys: list[str]) -> dict[str, tuple[str, str, str, str]]:
+        out = {}
+        for key in keys:
+            row = self.conn.execute("SELECT title, url, categories, first_published FROM published WHERE key = ?",
+                                    (key,)).fetchone()
+            if row:
+                out[key] = row
+        return out
+
+    def digest_for(self, period_end: str) -> tuple | None:
+        """(id, period_start, period_end, subject, posts json, status) of the digest ending at period_end."""
+        return self.conn.execute("SELECT id, period_start, period_end, subject, posts, status FROM digests "
+                                 "WHERE period_end = ?", (period_end,)).fetchone()
+
+    def latest_digest(self) -> tuple | None:
+        return self.conn.execute("SELECT id, period_start, period_end, subject, posts, status FROM digests "
+                                 "ORDER BY period_end DESC LIMIT 1").fetchone()
+
+    def create_digest(self, start: str, end: str, subject: str, keys: list[str], now: str) -> int:
+        """The digest row and one pending ledger row per active subscriber, in one transaction."""
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO digests (period_start, period_end, created, subject, posts) "
+                               "VALUES (?, ?, ?, ?, ?)", (start, end, now, subject, json.dumps(keys)))
+            digest_id = cur.lastrowid
+            conn.execute("INSERT INTO ledger (digest_id, subscriber_id, email, updated) "
+                         "SELECT ?, id, email, ? FROM subscribers WHERE status = 'active'", (digest_id, now))
+        return digest_id
+
+    def recover_sending(self, digest_id: int, idempotent: bool, now: str) -> int:
+        """Rows left 'sending' by a crash: back to pending (idempotent transports) or 'unknown'."""
+        state, error = ("pending", None) if idempotent else (
+            "unknown", "interrupted while sending: the message may or may not have been delivered")
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE ledger SET state = ?, last_error = COALESCE(?, last_error), updated = ? "
+                               "WHERE digest_id = ? AND state = 'sending'", (state, error, now, digest_id))
+        return cur.rowcount
+
+    def pending_rows(self, digest_id: int, after: int, limit: int) -> list[tuple]:
+        """(subscriber id, email, name, categories json, status, attempts, message id, batch key), by id."""
+        return self.conn.execute(
+            "SELECT l.subscriber_id, COALESCE(s.email, l.email), COALESCE(s.name, ''), COALESCE(s.categories, '[]'), "
+            "COALESCE(s.status, 'deleted'), l.attempts, l.message_id, l.batch_key FROM ledger l "
+            "LEFT JOIN subscribers s ON s.id = l.subscriber_id "
+            "WHERE l.digest_id = ? AND l.state = 'pending' AND l.subscriber_id > ? "
+            "ORDER BY l.subscriber_id LIMIT ?", (digest_id, after, limit)).fetchall()
+
+    def mark_sending(self, digest_id: int, rows: list[tuple[int, str, str]], now: str) -> None:
+        """Commit 'sending' (attempts + 1, Message-ID, batch key) before the transport is called."""
+        with self.transaction() as conn:
+            conn.executemany("UPDATE ledger SET state = 'sending', attempts = attempts + 1, message_id = ?, "
+                             "batch_key = ?, updated = ? WHERE digest_id = ? AND subscriber_id = ?",
+                             ((mid, batch, now, digest_id, sid) for sid, mid, batch in rows))
+
+    def settle(self, digest_id: int, rows: list[tuple[int, str, str, str]], now: str) -> None:
+        """Record outcomes: (subscriber id, state, provider id, error)."""
+        with self.transaction() as conn:
+            conn.executemany("UPDATE ledger SET state = ?, provider_id = COALESCE(NULLIF(?, ''), provider_id), "
+                             "last_error = NULLIF(?, ''), updated = ? WHERE digest_id = ? AND subscriber_id = ?",
+                             ((state, pid, err, now, digest_id, sid) for sid, state, pid, err in rows))
+
+    def ledger_counts(self, digest_id: int) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT state, COUNT(*) FROM ledger WHERE digest_id = ? GROUP BY state",
+                                      (digest_id,)))
+
+    def ledger_problems(self, digest_id: int, limit: int = 1000) -> list[tuple[str, str, int, str]]:
+        """(email, state, attempts, last error) of failed, unknown and retrying rows."""
+        return self.conn.execute(
+            "SELECT email, state, attempts, COALESCE(last_error, '') FROM ledger WHERE digest_id = ? AND "
+            "(state IN ('failed', 'unknown') OR (state = 'pending' AND attempts > 0)) ORDER BY email LIMIT ?",
+            (digest_id, limit)).fetchall()
+
+    def skip_reasons(self, digest_id: int) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT COALESCE(last_error, ''), COUNT(*) FROM ledger WHERE digest_id = ? "
+                                      "AND state = 'skipped' GROUP BY last_error", (digest_id,)))
+
+    def finish_digest(self, digest_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE digests SET status = 'done' WHERE id = ?", (digest_id,))

@@ -60,7 +60,7 @@ def test_pass_records_published_posts(site):
     key, post_id, first, digest = rows[0]
     assert key == "2025-10-02-gpu-supply.txt"
     assert post_id == "tag:news.example.jp,2025-10-02:2025-10-02-gpu-supply"
-    assert first == "2026-06-01T00:00:00+09:00"
+    assert first == "2026-05-31T15:00:00+00:00"
     assert len(digest) == 32
 
 

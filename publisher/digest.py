@@ -1,0 +1,178 @@
+"""The weekly digest: its period, its posts, and its HTML and text rendered per category set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+
+from .cleanup import plain_text
+from .config import WEEKDAYS, Config
+from .posts import Post
+from .render import inline_html
+
+UNSUBSCRIBE_MARK = "%%UNSUBSCRIBE_URL%%"
+PREFERENCES_MARK = "%%PREFERENCES_URL%%"
+GMAIL_CLIP_BYTES = 102 * 1024
+PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+LABELS = {
+    "ja": {"other": "その他", "minutes": "分で読めます", "read": "続きを読む", "unsubscribe": "配信停止",
+           "preferences": "配信設定の変更", "posts": "件の新着記事", "test": "[テスト] ",
+           "footer": "このメールは {site} の週刊ダイジェストに登録された方にお送りしています。"},
+    "en": {"other": "Other", "minutes": "min read", "read": "Read more", "unsubscribe": "Unsubscribe",
+           "preferences": "Change preferences", "posts": "new posts", "test": "[TEST] ",
+           "footer": "You receive this because you subscribed to the {site} digest."},
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    return LABELS.get(language.split("-")[0].lower(), LABELS["en"])
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPost:
+    key: str
+    title: str
+    url: str
+    date: datetime
+    excerpt_html: str
+    excerpt_text: str
+    reading_time: int
+    categories: tuple[str, ...]
+
+    @classmethod
+    def from_post(cls, post: Post) -> DigestPost:
+        html = inline_html(post.excerpt, post.url) if post.excerpt_given else escape(post.excerpt, quote=False)
+        text = " ".join(plain_text(post.excerpt).split())
+        return cls(post.key, post.title, post.url, post.date, html, text, post.reading_time, post.categories)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    category: str
+    posts: tuple[DigestPost, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    """One category set's digest, with the per-subscriber URLs left as marks to fill in."""
+
+    subject: str
+    html: str
+    text: str
+    post_count: int
+
+
+def last_slot(cfg: Config, now: datetime) -> datetime:
+    """The latest scheduled send time at or before `now`, in the site timezone (DST-safe wall-clock time)."""
+    local = now.astimezone(cfg.tz)
+    hour, minute = (int(x) for x in cfg.digest.time.split(":"))
+    weekday = WEEKDAYS.index(cfg.digest.day.lower()[:3])
+    day = local.date() - timedelta(days=(local.weekday() - weekday) % 7)
+    slot = datetime(day.year, day.month, day.day, hour, minute, tzinfo=cfg.tz)
+    if slot > local:
+        day -= timedelta(days=7)
+        slot = datetime(day.year, day.month, day.day, hour, minute, tzinfo=cfg.tz)
+    return slot
+
+
+def next_slot(cfg: Config, now: datetime) -> datetime:
+    slot = last_slot(cfg, now)
+    day = slot.date() + timedelta(days=7)
+    return datetime(day.year, day.month, day.day, slot.hour, slot.minute, tzinfo=cfg.tz)
+
+
+def period_for(cfg: Config, slot: datetime) -> tuple[datetime, datetime]:
+    """The digest period ending at `slot`: the configured number of days before it."""
+    day = slot.date() - timedelta(days=cfg.digest.period_days)
+    return datetime(day.year, day.month, day.day, slot.hour, slot.minute, tzinfo=cfg.tz), slot
+
+
+def utc_stamp(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat()
+
+
+def sections_for(posts: Iterable[DigestPost], categories: frozenset[str], other: str) -> list[Section]:
+    """Posts grouped by category (each post once, under its first followed category), newest first."""
+    groups: dict[str, list[DigestPost]] = {}
+    for post in posts:
+        chosen = next((c for c in post.categories if not categories or c in categories), None)
+        if chosen is None and not categories:
+            chosen = other
+        if chosen is not None:
+            groups.setdefault(chosen, []).append(post)
+    ordered = sorted(groups.items(), key=lambda item: (-max(p.date for p in item[1]).timestamp(), item[0]))
+    return [Section(cat, tuple(sorted(ps, key=lambda p: (p.date, p.key), reverse=True))) for cat, ps in ordered]
+
+
+@lru_cache(maxsize=4)
+def _environment(folder: str):
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    loader = ChoiceLoader([FileSystemLoader(folder), FileSystemLoader(str(PACKAGE_TEMPLATES))])
+    return Environment(loader=loader, autoescape=select_autoescape(["html", "html.j2"]),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+@lru_cache(maxsize=8)
+def _inliner():
+    import css_inline
+
+    return css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def one_line(text: str) -> str:
+    """Header-safe text: no CR, LF or other control characters can start a new header."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+class DigestRenderer:
+    """Renders the digest once per distinct category set; subscribers share those renders."""
+
+    def __init__(self, cfg: Config, posts: list[DigestPost], start: datetime, end: datetime) -> None:
+        self.cfg = cfg
+        self.posts = sorted(posts, key=lambda p: (p.date, p.key), reverse=True)[: cfg.digest.max_posts]
+        self.start, self.end = start, end
+        self.labels = labels(cfg.site.language)
+        self._cache: dict[frozenset[str], RenderedDigest | None] = {}
+
+    def for_categories(self, categories: Iterable[str], test: bool = False) -> RenderedDigest | None:
+        """The digest for subscribers following `categories` (empty: all), or None when nothing is new for them."""
+        key = frozenset(categories)
+        cache_key = key | {"\0test"} if test else key
+        if cache_key not in self._cache:
+            self._cache[cache_key] = self._render(key, test)
+        return self._cache[cache_key]
+
+    def _render(self, categories: frozenset[str], test: bool) -> RenderedDigest | None:
+        sections = sections_for(self.posts, categories, self.labels["other"])
+        count = sum(len(s.posts) for s in sections)
+        if not count:
+            return None
+        cfg = self.cfg
+        fields = {"site": cfg.site.title, "start": self.start, "end": self.end, "count": count}
+        subject = one_line(cfg.digest.subject.format(**fields))
+        if test:
+            subject = self.labels["test"] + subject
+        context = {
+            "site": cfg.site, "sections": sections, "count": count, "start": self.start, "end": self.end,
+            "subject": subject, "preheader": cfg.digest.preheader.format(**fields), "labels": self.labels,
+            "footer": self.labels["footer"].format(site=cfg.site.title),
+            "unsubscribe_url": UNSUBSCRIBE_MARK, "preferences_url": PREFERENCES_MARK,
+        }
+        env = _environment(str(cfg.root / cfg.digest.templates))
+        html = _inliner().inline(env.get_template("digest.html.j2").render(context))
+        text = env.get_template("digest.txt.j2").render(context)
+        return RenderedDigest(subject, html, text, count)
+
+
+def fill(rendered: RenderedDigest, unsubscribe_url: str, preferences_url: str) -> tuple[str, str]:
+    """The HTML and text of one subscriber's message, with their own links filled in."""
+    html = rendered.html.replace(UNSUBSCRIBE_MARK, escape(unsubscribe_url)).replace(
+        PREFERENCES_MARK, escape(preferences_url))
+    text = rendered.text.replace(UNSUBSCRIBE_MARK, unsubscribe_url).replace(PREFERENCES_MARK, preferences_url)
+    return html, text

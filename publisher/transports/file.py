@@ -1,0 +1,34 @@
+"""A transport that writes each message as an .eml file (previews, dry runs, and sites without a mailer)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..feeds import write_if_changed
+from ..message import Outgoing
+from .base import SENT, SendResult
+
+
+class FileTransport:
+    batch_size = 100
+    idempotent = True  # writing the same Message-ID again replaces the same file
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path_for(self, message: Outgoing) -> Path:
+        stem = re.sub(r"[^A-Za-z0-9.@_-]+", "_", message.message_id.strip("<>"))
+        return self.folder / f"{stem}.eml"
+
+    def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+        results = []
+        for message in messages:
+            path = self.path_for(message)
+            write_if_changed(path, message.as_bytes())
+            results.append(SendResult(message.key, SENT, provider_id=str(path)))
+        return results
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,119 @@
+"""SMTP: one connection reused for many messages; 4xx retried with backoff, 5xx failed, drops reconnected."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import time
+from collections.abc import Sequence
+from email.utils import parseaddr
+
+from ..config import SmtpConfig
+from ..message import Outgoing
+from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff
+
+
+class SMTPTransport:
+    batch_size = 50
+    idempotent = False  # SMTP has no idempotency key: a message caught mid-DATA is reported, never resent
+
+    def __init__(self, cfg: SmtpConfig) -> None:
+        self.cfg = cfg
+        self.password = os.environ.get(cfg.password_env, "")
+        self.conn: smtplib.SMTP | None = None
+        self.sleep = time.sleep
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self.cfg
+        where = f"SMTP server {cfg.host}:{cfg.port}"
+        try:
+            if cfg.security == "tls":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout,
+                                                      context=ssl.create_default_context())
+            else:
+                conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+            conn.ehlo()
+            if cfg.security == "starttls":
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if cfg.username:
+                conn.login(cfg.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransportError(f"{where} refused the login for {cfg.username!r} ({exc.smtp_code}); check "
+                                 f"[smtp] username and ${cfg.password_env}") from None
+        except smtplib.SMTPNotSupportedError:
+            raise TransportError(f"{where} does not offer STARTTLS; set [smtp] security to "
+                                 "\"tls\" or \"none\"") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransportError(f"cannot connect to {where} ({exc}); check [smtp] host, port and security") from None
+        self.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+        self.conn = None
+
+    def _reset(self) -> None:
+        try:
+            if self.conn is not None:
+                self.conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+    def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+        results: list[SendResult] = []
+        for message in messages:
+            try:
+                results.append(self._send_one(message))
+            except TransportError as exc:
+                exc.results = results  # what was settled before the server became unreachable
+                raise
+        return results
+
+    def _send_one(self, message: Outgoing) -> SendResult:
+        data = message.as_bytes()
+        sender = parseaddr(message.sender)[1]
+        last = ""
+        for attempt in range(1, self.cfg.retries + 2):
+            phase = "connect"
+            try:
+                conn = self.conn or self._connect()
+                phase = "envelope"
+                code, reply = conn.mail(sender)
+                if code == 250:
+                    code, reply = conn.rcpt(message.to)
+                if code not in (250, 251):
+                    raise smtplib.SMTPResponseException(code, reply)
+                phase = "data"
+                code, reply = conn.data(data)
+                return SendResult(message.key, SENT, provider_id=reply.decode(errors="replace")[:200])
+            except smtplib.SMTPResponseException as exc:
+                reply = exc.smtp_error
+                last = f"{exc.smtp_code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
+                self._reset()
+                if not 400 <= exc.smtp_code < 500:
+                    return SendResult(message.key, FAILED, error=f"refused by the server: {last}")
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._drop()
+                if phase == "data":
+                    return SendResult(message.key, UNKNOWN, error=f"connection lost during DATA ({exc}); "
+                                      "the server may have accepted the message")
+                if phase == "connect":
+                    raise
+                last = f"connection lost ({exc})"
+            if attempt <= self.cfg.retries:
+                self.sleep(backoff(attempt, self.cfg.retry_delay))
+        return SendResult(message.key, RETRY, error=f"temporary failure after {self.cfg.retries + 1} tries: {last}")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+        self.conn = None
