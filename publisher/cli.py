@@ -86,6 +86,8 @@ def _publish(ctx: click.Context) -> int:
     except PublisherError as exc:
         raise Failed(str(exc)) from None
     _print_report(report, cfg)
+    if report.digest_error:
+        return EXIT_FAILED
     return EXIT_REJECTED if report.rejected else EXIT_OK
 
 
@@ -128,6 +130,9 @@ def _print_report(report, cfg: Config) -> None:
     echo(f"Summary: {s['new']} new, {s['feeds_written']} feed file(s) {'to write' if dry else 'written'}, "
          f"{s['feeds_unchanged']} unchanged, {s['feeds_removed']} removed, {s['held']} held, "
          f"{s['rejected']} rejected")
+    lines += report.digest
+    if report.digest_error:
+        echo(f"Digest not sent: {report.digest_error}")
     if dry:
         echo("Dry run: nothing was written or recorded.")
     click.echo("\n".join(lines))
@@ -174,12 +179,275 @@ def check(ctx: click.Context, fmt: str, strict: bool) -> None:
     ctx.exit(EXIT_REJECTED if failed else EXIT_OK)
 
 
+def _store(ctx: click.Context, readonly: bool = False):
+    from .state import Store
+
+    cfg = _load(ctx)
+    try:
+        return cfg, Store.open(cfg.database_path, readonly=readonly)
+    except PublisherError as exc:
+        raise Failed(str(exc)) from None
+
+
+def _stamp() -> str:
+    from datetime import UTC
+
+    return datetime.now(UTC).isoformat()
+
+
+@main.group()
+def subscribers() -> None:
+    """Manage digest subscribers (stored in the state database).
+
+    \b
+    Example:
+        publish subscribers add reader@example.com --name "読者" --category 投資分析
+        publish subscribers import subscribers.csv
+        publish subscribers list --status active
+    """
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--category", "categories", multiple=True, help="A category to follow (repeat); none means all.")
+@click.option("--resubscribe", is_flag=True, help="Re-activate an address that unsubscribed or bounced.")
+@click.pass_context
+def subscribers_add(ctx: click.Context, email: str, name: str, categories: tuple[str, ...], resubscribe: bool) -> None:
+    """Add a subscriber, or update their name and categories."""
+    from .subscribers import add_subscriber, parse_categories
+
+    _, store = _store(ctx)
+    try:
+        outcome = add_subscriber(store, email, name, parse_categories(categories), _stamp(), resubscribe)
+    except PublisherError as exc:
+        raise Failed(f"{email}: {exc}", EXIT_CONFIG) from None
+    if outcome in ("unsubscribed", "bounced"):
+        raise Failed(f"{email}: this address is {outcome}; add --resubscribe only if the person asked to "
+                     "subscribe again", EXIT_REJECTED)
+    click.echo(f"{email}: {outcome}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--purge", is_flag=True, help="Delete the record entirely instead of marking it unsubscribed.")
+@click.pass_context
+def subscribers_remove(ctx: click.Context, email: str, purge: bool) -> None:
+    """Unsubscribe an address (kept as unsubscribed so no import brings it back)."""
+    from .subscribers import remove_subscriber
+
+    _, store = _store(ctx)
+    try:
+        found = remove_subscriber(store, email, _stamp(), purge)
+    except PublisherError as exc:
+        raise Failed(f"{email}: {exc}", EXIT_CONFIG) from None
+    if not found:
+        raise Failed(f"{email}: no such subscriber", EXIT_REJECTED)
+    click.echo(f"{email}: {'deleted' if purge else 'unsubscribed'}")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced", "pending"]), default=None)
+@click.pass_context
+def subscribers_list(ctx: click.Context, status: str | None) -> None:
+    """List subscribers: address, status, categories, name."""
+    from .subscribers import Subscriber
+
+    _, store = _store(ctx, readonly=True)
+    count = 0
+    for row in store.subscribers(status):
+        sub = Subscriber.from_row(row)
+        click.echo(f"{sub.email}\t{sub.status}\t{', '.join(sub.categories) or '(all)'}\t{sub.name}")
+        count += 1
+    click.echo(f"{count} subscriber(s)", err=True)
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.pass_context
+def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
+    """Import a CSV with a header row: email[,name][,categories separated by ';'].
+
+    Bad rows are reported by line and skipped; good rows are kept. Importing the same file again changes
+    nothing, and an import never re-subscribes an address that unsubscribed.
+    """
+    from .subscribers import import_csv
+
+    _, store = _store(ctx)
+    try:
+        report = import_csv(store, csv_file, _stamp())
+    except PublisherError as exc:
+        raise Failed(str(exc), EXIT_CONFIG) from None
+    for error in report.errors:
+        click.echo(error)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing imported"
+    click.echo(f"{csv_file}: {counts}; {len(report.errors)} bad row(s)")
+    ctx.exit(EXIT_REJECTED if report.errors else EXIT_OK)
+
+
+@subscribers.command("export")
+@click.pass_context
+def subscribers_export(ctx: click.Context) -> None:
+    """Write every subscriber as CSV to standard output."""
+    from .subscribers import export_csv
+
+    _, store = _store(ctx, readonly=True)
+    count = export_csv(store, click.get_text_stream("stdout"))
+    click.echo(f"{count} subscriber(s) exported", err=True)
+
+
+@main.command()
+@click.option("--dry-run", "dry", is_flag=True, help="Who would get what: recipients, post counts, sizes.")
+@click.option("--preview", type=click.Path(path_type=Path), metavar="DIR",
+              help="Write the HTML, the text and one .eml per sample recipient into DIR.")
+@click.option("--test", "test_addr", metavar="ADDR", help="Send one message, marked as a test, to ADDR.")
+@click.option("--send", is_flag=True, help="Send (or resume) the digest of the latest scheduled time.")
+@click.option("--status", is_flag=True, help="The ledger of the latest digest.")
+@click.pass_context
+def digest(ctx: click.Context, dry: bool, preview: Path | None, test_addr: str | None, send: bool,
+           status: bool) -> None:
+    """Preview, test, send or inspect the weekly email digest.
+
+    The digest covers the posts first published in the period before the latest scheduled time
+    ([digest] day and time, in the site timezone). Each period is sent once: --send resumes an
+    interrupted send and never re-sends a delivered message.
+
+    \b
+    Example:
+        publish digest --dry-run
+        publish digest --preview preview/
+        publish digest --test me@example.com
+        publish digest --send
+        publish digest --status
+    """
+    if ctx.obj["dry_run"] and not (status or preview):
+        dry, send, test_addr = True, False, None  # `publish --dry-run digest …` never sends
+    chosen = [name for name, on in (("--dry-run", dry), ("--preview", preview), ("--test", test_addr),
+                                    ("--send", send), ("--status", status)) if on]
+    if len(chosen) != 1:
+        raise Failed("choose one of --dry-run, --preview DIR, --test ADDR, --send, --status", EXIT_CONFIG)
+    from . import sending
+
+    readonly = not (send or test_addr)
+    cfg, store = _store(ctx, readonly=readonly)
+    now = _parse_now(ctx.obj["now_text"], cfg)
+    try:
+        if status:
+            ctx.exit(_digest_status(store))
+        if dry:
+            _digest_dry_run(sending.dry_run_digest(cfg, store, now), cfg)
+        elif preview:
+            paths = sending.preview_digest(cfg, store, now, preview)
+            if not paths:
+                click.echo("No posts were first published in this digest period: nothing to preview.")
+            for path in paths:
+                click.echo(f"wrote {path}")
+        elif test_addr:
+            _digest_test(cfg, store, now, test_addr)
+        else:
+            ctx.exit(_digest_send(cfg, store, now))
+    except PublisherError as exc:
+        raise Failed(str(exc)) from None
+
+
+def _period(plan, cfg: Config) -> str:
+    return f"{_when(plan.start, cfg)} – {_when(plan.end, cfg)}"
+
+
+def _digest_dry_run(result, cfg: Config) -> None:
+    click.echo(f"Digest {_period(result.plan, cfg)}: {len(result.plan.posts)} post(s)")
+    if result.already_done:
+        click.echo("Already sent for this period; --send would do nothing.")
+    for categories, count, posts, size in result.by_categories:
+        click.echo(f"  {count} subscriber(s) following {categories}: {posts} post(s), {size / 1024:.1f} KB")
+    click.echo(f"Would send {result.recipients} message(s); {result.nothing_new} subscriber(s) have nothing new "
+               "and would get no email. Dry run: nothing sent or recorded.")
+
+
+def _digest_test(cfg: Config, store, now: datetime, address: str) -> None:
+    from . import sending
+    from .subscribers import normalize_email
+    from .transports import make_transport
+
+    address = normalize_email(address)
+    result = sending.send_test(cfg, store, make_transport(cfg), now, address)
+    if result is None:
+        click.echo("No posts were first published in this digest period: nothing to send.")
+    elif result.status == "sent":
+        click.echo(f"Test message sent to {address} ({result.provider_id or 'accepted'}); not recorded as the "
+                   "week's send.")
+    else:
+        raise Failed(f"{address}: test message {result.status}: {result.error}")
+
+
+def _digest_send(cfg: Config, store, now: datetime) -> int:
+    from . import sending
+    from .transports import make_transport
+
+    bar = None
+    if sys.stdout.isatty():
+        bar = click.progressbar(length=1, label="Sending", show_pos=True)
+        bar.__enter__()
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+
+    try:
+        report = sending.send_digest(cfg, store, lambda: make_transport(cfg), now, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(f"Digest {_period(report.plan, cfg)}: {len(report.plan.posts)} post(s)")
+    if report.already_done:
+        click.echo("Already sent for this period: nothing to do.")
+    click.echo(f"Sent {report.sent_now} message(s) in this run.")
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}")
+    return _print_ledger(report.counts, report.skipped, report.problems, report.error)
+
+
+def _print_ledger(counts, skipped, problems, error: str = "") -> int:
+    click.echo("Ledger: " + (", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no recipients"))
+    for reason, n in sorted(skipped.items()):
+        click.echo(f"  skipped {n}: {reason}")
+    for email, state, attempts, last_error in problems:
+        click.echo(f"  {email}: {state} after {attempts} attempt(s): {last_error}")
+    if error:
+        click.echo(f"Stopped: {error}")
+        return EXIT_FAILED
+    if counts.get("unknown"):
+        click.echo("Messages marked unknown may or may not have been delivered; they are never resent "
+                   "automatically.")
+    return EXIT_REJECTED if counts.get("failed") or counts.get("unknown") else EXIT_OK
+
+
+def _digest_status(store) -> int:
+    latest = store.latest_digest()
+    if latest is None:
+        click.echo("No digest has been sent yet.")
+        return EXIT_OK
+    digest_id, start, end, subject, _, status = latest
+    click.echo(f"Latest digest: {start} – {end} ({status}): {subject}")
+    return _print_ledger(store.ledger_counts(digest_id), store.skip_reasons(digest_id),
+                         store.ledger_problems(digest_id))
+
+
 def run() -> None:
-    """Entry point that keeps tracebacks from reaching the operator."""
+    """Entry point that keeps tracebacks from reaching the operator (PUBLISHER_DEBUG=1 shows them)."""
+    import os
+
     try:
         main(standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for those who ask
+        if os.environ.get("PUBLISHER_DEBUG"):
+            raise
+        click.echo(f"Error: internal error {type(exc).__name__}: {exc}. Nothing after this point was recorded; "
+                   "run again with PUBLISHER_DEBUG=1 for the details and please report it.", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

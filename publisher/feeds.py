@@ -20,6 +20,7 @@ from .render import xml_safe
 FORMATS = ("atom", "rss")
 EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)  # a feed with no entries yet: fixed, so rebuilds match
 INDEX_NAME = "index.opml"
+CACHE_FORMAT = "2"  # bump when the parse cache's record layout changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ def plan_feeds(live: tuple[Post, ...], cfg: Config) -> list[FeedPlan]:
 
 def settings_signature(cfg: Config) -> str:
     """What, besides the posts, shapes a feed's bytes; a change here rebuilds every feed."""
-    parts = [__version__, repr(cfg.site), repr(cfg.feeds), repr(cfg.cleanup), cfg.posts.permalink, cfg.feeds_url]
+    parts = [__version__, CACHE_FORMAT, repr(cfg.site), repr(cfg.feeds), repr(cfg.cleanup), cfg.posts.permalink, cfg.feeds_url]
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
 
 from .digest import GMAIL_CLIP_BYTES, one_line
+
+
+class _VerbatimHeader(UnstructuredHeader):
+    """An ASCII URL header kept on one line: folding a long URL would RFC 2047-encode it and break it."""
+
+    def fold(self, *, policy) -> str:  # type: ignore[override]
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", _VerbatimHeader)
+POLICY = SMTP.clone(header_factory=_HEADERS)
 
 
 @dataclass(slots=True)
@@ -32,7 +44,7 @@ class Outgoing:
     def mime(self) -> EmailMessage:
         """multipart/alternative, text first and HTML last, UTF-8 in base64; subject RFC 2047-encoded."""
         if self._mime is None:
-            msg = EmailMessage(policy=SMTP)
+            msg = EmailMessage(policy=POLICY)
             name, addr = parseaddr(self.sender)
             user, _, domain = addr.partition("@")
             msg["From"] = Address(display_name=one_line(name), username=user, domain=domain)

@@ -107,11 +107,18 @@ def load_posts(cfg: Config, store: Store, sources: list[SourceFile]
     gone = [key for key in cached if key not in present]
     posts, rejected = [], []
     for source in sources:
-        is_post, row = marshal.loads(records[source.key])
-        if is_post:
-            posts.append(Post.from_row(row))
+        try:
+            is_post, row = marshal.loads(records[source.key])
+            result: Post | Finding = Post.from_row(row) if is_post else Finding(*row)
+        except (TypeError, ValueError, EOFError):  # an unreadable cache record: parse the file again
+            source_result = _read_chunk([source], settings)[0]
+            fresh.append(source_result)
+            is_post, row = marshal.loads(source_result[3])
+            result = Post.from_row(row) if is_post else Finding(*row)
+        if isinstance(result, Post):
+            posts.append(result)
         else:
-            rejected.append(Finding(*row))
+            rejected.append(result)
     return posts, rejected, fresh, gone
 
 
@@ -308,6 +315,8 @@ def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassRepor
     when = slot.strftime("%Y-%m-%d %H:%M %Z")
     if existing and existing[5] == "done":
         return
+    if not existing and not store.count_subscribers().get("active"):
+        return
     if now - slot > timedelta(hours=cfg.digest.catch_up_hours):
         if not existing:
             report.digest.append(f"Digest of {when} was missed and is older than [digest] catch_up_hours "
@@ -315,8 +324,6 @@ def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassRepor
         else:
             report.digest.append(f"Digest of {when} was interrupted and is older than the catch-up window: "
                                  "left as it is (see `publish digest --status`)")
-        return
-    if not existing and not store.count_subscribers().get("active"):
         return
     try:
         if report.dry_run:

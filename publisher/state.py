@@ -136,7 +136,11 @@ class Store:
         if version == len(MIGRATIONS):
             return
         if self.readonly and self.path is not None and self.path.exists():
-            raise StoreError(f"{self.path}: the state database needs an upgrade; run `publish` once without --dry-run")
+            # Upgrade a private in-memory copy: a dry run must not change the file.
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            self.conn.backup(memory)
+            self.conn.close()
+            self.conn = memory
         with self.transaction():
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):
