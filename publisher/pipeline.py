@@ -313,7 +313,7 @@ def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassRepor
     slot = last_slot(cfg, now)
     existing = store.digest_for(utc_stamp(period_for(cfg, slot)[1]))
     when = slot.strftime("%Y-%m-%d %H:%M %Z")
-    if existing and existing[5] == "done":
+    if existing and existing[5] in ("done", "missed"):
         return
     if not existing and not store.count_subscribers().get("active"):
         return
@@ -321,6 +321,9 @@ def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassRepor
         if not existing:
             report.digest.append(f"Digest of {when} was missed and is older than [digest] catch_up_hours "
                                  f"({cfg.digest.catch_up_hours} h): skipped")
+            if not report.dry_run:
+                start, end = period_for(cfg, slot)
+                store.mark_missed(utc_stamp(start), utc_stamp(end), utc_stamp(now))
         else:
             report.digest.append(f"Digest of {when} was interrupted and is older than the catch-up window: "
                                  "left as it is (see `publish digest --status`)")

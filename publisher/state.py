@@ -56,7 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
         created TEXT NOT NULL,
         subject TEXT NOT NULL,
         posts TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'sending' CHECK (status IN ('sending', 'done'))
+        status TEXT NOT NULL DEFAULT 'sending' CHECK (status IN ('sending', 'done', 'missed'))
     );
     CREATE TABLE ledger (
         digest_id INTEGER NOT NULL REFERENCES digests (id),
@@ -355,6 +355,12 @@ class Store:
     def skip_reasons(self, digest_id: int) -> dict[str, int]:
         return dict(self.conn.execute("SELECT COALESCE(last_error, ''), COUNT(*) FROM ledger WHERE digest_id = ? "
                                       "AND state = 'skipped' GROUP BY last_error", (digest_id,)))
+
+    def mark_missed(self, start: str, end: str, now: str) -> None:
+        """Record a digest that was skipped because it was found too late, so it is reported once."""
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO digests (period_start, period_end, created, subject, posts, status) "
+                         "VALUES (?, ?, ?, '', '[]', 'missed')", (start, end, now))
 
     def finish_digest(self, digest_id: int) -> None:
         with self.transaction() as conn:

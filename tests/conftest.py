@@ -77,3 +77,34 @@ def post_text(title: str = "A post", date: str = "2026-01-01 10:00:00 +0900", bo
     lines = ["---", f'title: "{title}"', f"date: {date}"]
     lines += [f"{key}: {value}" for key, value in extra.items()]
     return "\n".join(lines) + "\n---\n\n" + body + "\n"
+
+
+SECRET = "test-secret-0123456789abcdef"
+DIGEST_NOW = "2026-03-16T09:00:00+09:00"  # Monday after the example posts were first published
+
+
+@pytest.fixture
+def smtp_server():
+    from .servers import SMTPServer
+
+    with SMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def digest_site(site: Site, monkeypatch) -> Site:
+    """The example site with its posts published on 2026-03-12 and three subscribers."""
+    monkeypatch.setenv("PUBLISHER_TOKEN_SECRET", SECRET)
+    result = site.run("--now", "2026-03-12T20:00:00+09:00")
+    assert result.exit_code == 0, result.output
+    site.run("subscribers", "add", "all@example.com", "--name", "山田 太郎")
+    site.run("subscribers", "add", "chips@example.com", "--category", "半導体", "--category", "Research")
+    site.run("subscribers", "add", "none@example.com", "--category", "存在しないカテゴリ")
+    return site
+
+
+def use_smtp(site: Site, port: int) -> None:
+    site.set_config('transport = "file"', 'transport = "smtp"')
+    site.set_config("port = 587", f"port = {port}")
+    site.set_config('security = "starttls"', 'security = "none"')
+    site.set_config("retry_delay = 2.0", "retry_delay = 0.05")

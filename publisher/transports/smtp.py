@@ -15,7 +15,7 @@ from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, back
 
 
 class SMTPTransport:
-    batch_size = 50
+    batch_size = 1  # one message per ledger step: a crash leaves at most one message of unknown fate
     idempotent = False  # SMTP has no idempotency key: a message caught mid-DATA is reported, never resent
 
     def __init__(self, cfg: SmtpConfig) -> None:
@@ -91,6 +91,9 @@ class SMTPTransport:
                     raise smtplib.SMTPResponseException(code, reply)
                 phase = "data"
                 code, reply = conn.data(data)
+                if code != 250:  # smtplib returns the final reply to DATA without raising
+                    phase = "refused"
+                    raise smtplib.SMTPDataError(code, reply)
                 return SendResult(message.key, SENT, provider_id=reply.decode(errors="replace")[:200])
             except smtplib.SMTPResponseException as exc:
                 reply = exc.smtp_error

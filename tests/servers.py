@@ -1,0 +1,89 @@
+"""Real servers on 127.0.0.1 for tests: an aiosmtpd SMTP server that records what arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler: keeps every accepted message; can refuse or stall chosen recipients."""
+
+    messages: list = field(default_factory=list)
+    rcpt_codes: dict[str, list[str]] = field(default_factory=dict)  # address → replies to give, in order
+    data_codes: dict[str, list[str]] = field(default_factory=dict)
+    delay: float = 0.0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        codes = self.rcpt_codes.get(address)
+        if codes:
+            return codes.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        for rcpt in envelope.rcpt_tos:
+            codes = self.data_codes.get(rcpt)
+            if codes:
+                return codes.pop(0)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 queued as test"
+
+    def parsed(self):
+        return [message_from_bytes(content, policy=policy.default) for _, _, content in self.messages]
+
+    def recipients(self) -> list[str]:
+        return [rcpt for _, rcpts, _ in self.messages for rcpt in rcpts]
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+class SMTPServer:
+    """aiosmtpd on a free loopback port, in a background thread."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        self.port = free_port()
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SMTPServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.controller.loop.is_running():
+            self.controller.stop()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def restart(self) -> None:
+        """Start a new server on the same port, keeping what was recorded."""
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+
+def wait_port_closed(port: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.05)
