@@ -292,7 +292,7 @@ def subscribers_export(ctx: click.Context) -> None:
     from .subscribers import export_csv
 
     _, store = _store(ctx, readonly=True)
-    count = export_csv(store, click.get_text_stream("stdout"))
+    count = export_csv(store, sys.stdout)
     click.echo(f"{count} subscriber(s) exported", err=True)
 
 

@@ -79,7 +79,8 @@ def plan_feeds(live: tuple[Post, ...], cfg: Config) -> list[FeedPlan]:
 
 def settings_signature(cfg: Config) -> str:
     """What, besides the posts, shapes a feed's bytes; a change here rebuilds every feed."""
-    parts = [__version__, CACHE_FORMAT, repr(cfg.site), repr(cfg.feeds), repr(cfg.cleanup), cfg.posts.permalink, cfg.feeds_url]
+    parts = [__version__, CACHE_FORMAT, repr(cfg.site), repr(cfg.feeds), repr(cfg.cleanup), cfg.posts.permalink,
+             cfg.feeds_url]
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 

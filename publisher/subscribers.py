@@ -40,7 +40,7 @@ class Subscriber:
 
 
 def normalize_email(text: str) -> str:
-    """A plain address (local@domain), domain lower-cased; raises SubscriberError saying what is wrong."""
+    """A plain address (local@domain), lower-cased so one person is one subscriber; raises SubscriberError."""
     text = text.strip()
     if not text:
         raise SubscriberError("the address is empty")
@@ -52,7 +52,7 @@ def normalize_email(text: str) -> str:
         raise SubscriberError(f"{text!r} is not a valid address") from None
     if not _ADDR_RE.match(address.addr_spec) or ".." in address.username:
         raise SubscriberError(f"{text!r} is not a valid address (expected name@domain.tld, ASCII)")
-    return f"{address.username}@{address.domain.lower()}"
+    return f"{address.username}@{address.domain}".lower()
 
 
 def parse_categories(text: str | Iterable[str]) -> list[str]:

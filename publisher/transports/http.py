@@ -257,8 +257,9 @@ class Mailgun(HttpProvider):
                         ("h:List-Unsubscribe", "<%recipient.unsubscribe%>")]
                 data += [(f"h:{k}", v) for k, v in first.headers.items()
                          if k not in SKIP_HEADERS and k != "List-Unsubscribe"]
-                data += [("to", m.to) for m in batch]
-                out.append(Call(f"/v3/{self.cfg.domain}/messages", batch, data=data))
+                form: dict[str, str | list[str]] = dict(data)
+                form["to"] = [m.to for m in batch]
+                out.append(Call(f"/v3/{self.cfg.domain}/messages", batch, data=form))
         return out
 
     def results(self, response: httpx.Response, call: Call) -> list[SendResult]:
