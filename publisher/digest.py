@@ -127,6 +127,8 @@ def _inliner():
 
 def one_line(text: str) -> str:
     """Header-safe text: no CR, LF or other control characters can start a new header."""
+    if text.isprintable():
+        return " ".join(text.split())
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
 
 
@@ -168,11 +170,3 @@ class DigestRenderer:
         html = _inliner().inline(env.get_template("digest.html.j2").render(context))
         text = env.get_template("digest.txt.j2").render(context)
         return RenderedDigest(subject, html, text, count)
-
-
-def fill(rendered: RenderedDigest, unsubscribe_url: str, preferences_url: str) -> tuple[str, str]:
-    """The HTML and text of one subscriber's message, with their own links filled in."""
-    html = rendered.html.replace(UNSUBSCRIBE_MARK, escape(unsubscribe_url)).replace(
-        PREFERENCES_MARK, escape(preferences_url))
-    text = rendered.text.replace(UNSUBSCRIBE_MARK, unsubscribe_url).replace(PREFERENCES_MARK, preferences_url)
-    return html, text

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import binascii
+import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from html import escape
 
 from .digest import GMAIL_CLIP_BYTES, one_line
+
+_LINES_76 = re.compile(rb"(.{76})(?!$)")
 
 
 class _VerbatimHeader(UnstructuredHeader):
@@ -33,13 +39,33 @@ class Outgoing:
     to_name: str
     sender: str
     subject: str
-    html: str
-    text: str
+    html_body: str | None  # None: filled in from `template` and `links` when first needed
+    text_body: str | None
     message_id: str
     headers: dict[str, str] = field(default_factory=dict)  # List-*, Reply-To, Date
     template: tuple[str, str] | None = None  # (html, text) with link marks, shared by a category set
     links: dict[str, str] = field(default_factory=dict)  # mark → this recipient's URL
+    skeleton: Skeleton | None = None  # the shared MIME structure, when many messages share one render
     _mime: EmailMessage | None = None
+
+    def _fill(self) -> None:
+        assert self.template is not None
+        html, text = self.template
+        for mark, url in self.links.items():
+            html, text = html.replace(mark, escape(url)), text.replace(mark, url)
+        self.html_body, self.text_body = html, text
+
+    @property
+    def html(self) -> str:
+        if self.html_body is None:
+            self._fill()
+        return self.html_body  # type: ignore[return-value]
+
+    @property
+    def text(self) -> str:
+        if self.text_body is None:
+            self._fill()
+        return self.text_body  # type: ignore[return-value]
 
     def mime(self) -> EmailMessage:
         """multipart/alternative, text first and HTML last, UTF-8 in base64; subject RFC 2047-encoded."""
@@ -61,6 +87,8 @@ class Outgoing:
         return self._mime
 
     def as_bytes(self) -> bytes:
+        if self.skeleton is not None:
+            return self.skeleton.fill(self)
         return self.mime().as_bytes()
 
     def too_large(self) -> bool:
@@ -88,3 +116,47 @@ def list_headers(list_id: str, site_title: str, unsubscribe_url: str, when: date
     if reply_to:
         headers["Reply-To"] = reply_to
     return headers
+
+
+def _base64_text(text: str) -> bytes:
+    """A text part's body as the email package encodes it (CRLF lines, base64 in 76-character lines)."""
+    data = b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
+    return _LINES_76.sub(b"\\1\r\n", binascii.b2a_base64(data, newline=False)) + b"\r\n"
+
+
+class Skeleton:
+    """One message built by the email package with placeholders, filled in per recipient.
+
+    Folding and encoding the shared headers and MIME structure is most of the cost of a message; recipients
+    of the same render share it, and only To, Message-ID, Date, List-Unsubscribe and the base64 bodies
+    (their links differ) are made per recipient.
+    """
+
+    PER_RECIPIENT = ("To", "Message-ID", "Date", "List-Unsubscribe")
+
+    def __init__(self, sample: Outgoing) -> None:
+        marker = secrets.token_hex(8)
+        text_mark, html_mark = f"TEXT{marker}", f"HTML{marker}"
+        headers = {k: v for k, v in sample.headers.items() if k not in self.PER_RECIPIENT}
+        shared = Outgoing(0, "x@example.invalid", "", sample.sender, sample.subject, html_mark, text_mark,
+                          "<x@example.invalid>", headers)
+        msg = shared.mime()
+        for name in ("To", "Message-ID"):
+            del msg[name]
+        raw = msg.as_bytes()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.head = head + b"\r\n"
+        self.text_b64 = _base64_text(text_mark)
+        self.html_b64 = _base64_text(html_mark)
+        self.body = body
+        if self.body.count(self.text_b64) != 1 or self.body.count(self.html_b64) != 1:
+            raise AssertionError("the MIME skeleton's body placeholders were not found exactly once")
+
+    def fill(self, message: Outgoing) -> bytes:
+        to = formataddr((one_line(message.to_name), message.to), charset="utf-8")
+        lines = [f"To: {to}", f"Message-ID: {message.message_id}"]
+        lines += [f"{name}: {one_line(message.headers[name])}" for name in ("Date", "List-Unsubscribe")
+                  if name in message.headers]
+        body = self.body.replace(self.text_b64, _base64_text(message.text)).replace(
+            self.html_b64, _base64_text(message.html))
+        return self.head + "\r\n".join(lines).encode("ascii") + b"\r\n\r\n" + body

@@ -17,18 +17,19 @@ from .digest import (
     DigestPost,
     DigestRenderer,
     RenderedDigest,
-    fill,
     last_slot,
     period_for,
     utc_stamp,
 )
-from .message import Outgoing, list_headers, message_id
+from .message import Outgoing, Skeleton, list_headers, message_id
 from .pipeline import load_posts
 from .posts import scan_posts
 from .state import Store
 from .subscribers import Subscriber
 from .tokens import Secrets, make_token
 from .transports.base import FAILED, RETRY, SENT, UNKNOWN, RateLimiter, SendResult, Transport, TransportError
+
+PAGE = 200  # ledger rows read per query; messages are built a page at a time, so memory stays flat
 
 
 @dataclass(slots=True)
@@ -94,6 +95,7 @@ class MessageFactory:
         self.cfg, self.renderer, self.secrets = cfg, renderer, secrets
         self.digest_id, self.now, self.test = digest_id, now, test
         self.warned: set[frozenset[str]] = set()
+        self.skeletons: dict[int, Skeleton] = {}  # per render (the renderer keeps each render alive)
         self.warnings: list[str] = []
 
     def build(self, sub: Subscriber, mid: str | None = None) -> Outgoing | None:
@@ -106,14 +108,17 @@ class MessageFactory:
             token=make_token(self.secrets, sub.id, sub.email, "unsubscribe", issued))
         preferences = cfg.preferences_url.format(
             token=make_token(self.secrets, sub.id, sub.email, "preferences", issued))
-        html, text = fill(rendered, unsubscribe, preferences)
         out = Outgoing(
             key=sub.id, to=sub.email, to_name=sub.name, sender=cfg.digest.from_address, subject=rendered.subject,
-            html=html, text=text, message_id=mid or message_id(cfg.digest.from_address, self.digest_id, sub.id),
+            html_body=None, text_body=None,
+            message_id=mid or message_id(cfg.digest.from_address, self.digest_id, sub.id),
             headers=list_headers(cfg.list_id, cfg.site.title, unsubscribe, self.now, cfg.digest.reply_to),
             template=(rendered.html, rendered.text),
             links={UNSUBSCRIBE_MARK: unsubscribe, PREFERENCES_MARK: preferences},
         )
+        if id(rendered) not in self.skeletons:
+            self.skeletons[id(rendered)] = Skeleton(out)
+        out.skeleton = self.skeletons[id(rendered)]
         self._check_size(sub, rendered, out)
         return out
 
@@ -191,17 +196,21 @@ class _Delivery:
     def run(self) -> None:
         idempotent = self.transports[0].idempotent
         self.store.recover_sending(self.digest_id, idempotent, self.now())
+        size = self.transports[0].batch_size
         cursor = 0
+        queue: list[Outgoing] = []
+        exhausted = False
         in_flight: dict[Future, tuple[Transport, list[Outgoing]]] = {}
         pool = ThreadPoolExecutor(max_workers=len(self.transports)) if len(self.transports) > 1 else None
         try:
             while True:
                 while self.free and not self.should_stop() and not self.report.error:
-                    batch, cursor = self._next_batch(cursor, self.free[0].batch_size)
-                    if batch is None:
-                        break
-                    if not batch:
+                    if not queue and not exhausted:
+                        queue, cursor, exhausted = self._next_page(cursor, max(size, PAGE))
                         continue
+                    if not queue:
+                        break
+                    batch, queue = queue[:size], queue[size:]
                     transport = self.free.pop()
                     self._mark_sending(batch)
                     self.limiter.wait(len(batch))
@@ -225,11 +234,11 @@ class _Delivery:
         if not counts.get("pending") and not counts.get("sending") and not self.report.error:
             self.store.finish_digest(self.digest_id)
 
-    def _next_batch(self, cursor: int, size: int) -> tuple[list[Outgoing] | None, int]:
-        """The next messages to send after subscriber id `cursor`; None when the ledger has no more."""
+    def _next_page(self, cursor: int, size: int) -> tuple[list[Outgoing], int, bool]:
+        """Messages for the next pending rows after subscriber id `cursor`; (messages, cursor, no more rows)."""
         rows = self.store.pending_rows(self.digest_id, cursor, size)
         if not rows:
-            return None, cursor
+            return [], cursor, True
         batch, settled = [], []
         for sid, email, name, categories, status, attempts, mid, _ in rows:
             sub = Subscriber(sid, email, name, tuple(json.loads(categories)), status, "")
@@ -246,7 +255,7 @@ class _Delivery:
         if settled:
             self.store.settle(self.digest_id, settled, self.now())
             self._advance(len(settled))
-        return batch, rows[-1][0]
+        return batch, rows[-1][0], len(rows) < size
 
     def _mark_sending(self, batch: list[Outgoing]) -> None:
         key = batch[0].message_id

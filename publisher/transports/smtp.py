@@ -8,10 +8,16 @@ import ssl
 import time
 from collections.abc import Sequence
 from email.utils import parseaddr
+from functools import lru_cache
 
 from ..config import SmtpConfig
 from ..message import Outgoing
 from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff
+
+
+@lru_cache(maxsize=16)
+def _address(sender: str) -> str:
+    return parseaddr(sender)[1]
 
 
 class SMTPTransport:
@@ -77,7 +83,7 @@ class SMTPTransport:
 
     def _send_one(self, message: Outgoing) -> SendResult:
         data = message.as_bytes()
-        sender = parseaddr(message.sender)[1]
+        sender = _address(message.sender)
         last = ""
         for attempt in range(1, self.cfg.retries + 2):
             phase = "connect"
