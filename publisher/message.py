@@ -10,7 +10,7 @@ from datetime import datetime
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 from html import escape
 
 from .digest import GMAIL_CLIP_BYTES, one_line
@@ -118,6 +118,19 @@ def list_headers(list_id: str, site_title: str, unsubscribe_url: str, when: date
     return headers
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~-]*")
+
+
+def _to_header(message: Outgoing) -> str:
+    """The folded To header; plain ASCII names directly, others through the email package's folding."""
+    name = one_line(message.to_name)
+    if _PLAIN_NAME.fullmatch(name) and len(name) + len(message.to) < 60:
+        return f"To: {name} <{message.to}>" if name else f"To: {message.to}"
+    user, _, domain = message.to.partition("@")
+    header = POLICY.header_factory("To", Address(display_name=name, username=user, domain=domain))
+    return header.fold(policy=POLICY)
+
+
 def _base64_text(text: str) -> bytes:
     """A text part's body as the email package encodes it (CRLF lines, base64 in 76-character lines)."""
     data = b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
@@ -153,8 +166,7 @@ class Skeleton:
             raise AssertionError("the MIME skeleton's body placeholders were not found exactly once")
 
     def fill(self, message: Outgoing) -> bytes:
-        to = formataddr((one_line(message.to_name), message.to), charset="utf-8")
-        lines = [f"To: {to}", f"Message-ID: {message.message_id}"]
+        lines = [_to_header(message).rstrip("\r\n"), f"Message-ID: {message.message_id}"]
         lines += [f"{name}: {one_line(message.headers[name])}" for name in ("Date", "List-Unsubscribe")
                   if name in message.headers]
         body = self.body.replace(self.text_b64, _base64_text(message.text)).replace(
