@@ -82,13 +82,23 @@ def _publish(ctx: click.Context) -> int:
     cfg = _load(ctx)
     now = _parse_now(ctx.obj["now_text"], cfg)
     try:
-        report = run_pass(cfg, now, dry_run=ctx.obj["dry_run"])
+        if ctx.obj["dry_run"]:
+            report = run_pass(cfg, now, dry_run=True)
+        else:
+            with _lease(cfg, "publish"):
+                report = run_pass(cfg, now)
     except PublisherError as exc:
         raise Failed(str(exc)) from None
     _print_report(report, cfg)
     if report.digest_error:
         return EXIT_FAILED
     return EXIT_REJECTED if report.rejected else EXIT_OK
+
+
+def _lease(cfg: Config, role: str):
+    from .lease import Lease
+
+    return Lease(cfg.database_path, role, cfg.serve.lease_seconds)
 
 
 def _print_report(report, cfg: Config) -> None:
@@ -345,7 +355,9 @@ def digest(ctx: click.Context, dry: bool, preview: Path | None, test_addr: str |
         elif test_addr:
             _digest_test(cfg, store, now, test_addr)
         else:
-            ctx.exit(_digest_send(cfg, store, now))
+            with _lease(cfg, "publish digest --send"):
+                code = _digest_send(cfg, store, now)
+            ctx.exit(code)
     except PublisherError as exc:
         raise Failed(str(exc)) from None
 
@@ -432,6 +444,86 @@ def _digest_status(store) -> int:
     click.echo(f"Latest digest: {start} – {end} ({status}): {subject}")
     return _print_ledger(store.ledger_counts(digest_id), store.skip_reasons(digest_id),
                          store.ledger_problems(digest_id))
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one pass (publish, feeds, digest when due) and exit: for cron.")
+@click.option("--scan-interval", type=float, default=None, metavar="SECONDS",
+              help="Seconds between scans of the posts folder (default: [serve] scan_interval).")
+@click.pass_context
+def serve(ctx: click.Context, once: bool, scan_interval: float | None) -> None:
+    """Run as a service: publish posts the moment they come due and send the digest on time.
+
+    Scans the posts folder every --scan-interval seconds, publishes each future-dated post at its exact
+    due time, and sends the weekly digest at [digest] day and time in the site timezone. On start it
+    publishes what came due while it was down and sends a missed digest once (within [digest]
+    catch_up_hours). Only one publisher runs at a time: a second one waits, saying which process holds
+    the lock. SIGTERM or SIGINT finishes the message in flight, records it, and exits 0.
+
+    \b
+    Example:
+        publish serve
+        publish serve --once      # from cron
+    """
+    import logging
+
+    from .scheduler import Service, describe
+
+    cfg = _load(ctx)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    if once:
+        from .pipeline import run_pass
+
+        try:
+            with _lease(cfg, "publish serve --once"):
+                report = run_pass(cfg, _parse_now(ctx.obj["now_text"], cfg))
+        except PublisherError as exc:
+            raise Failed(str(exc)) from None
+        logging.getLogger("publisher.serve").info("once: %s", describe(report))
+        ctx.exit(EXIT_FAILED if report.digest_error else EXIT_OK)
+    service = Service(cfg, scan_interval or cfg.serve.scan_interval, cfg.serve.lease_seconds)
+    service.serve_forever()
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show the service and its schedule, the last runs, held posts, and the last digest's ledger.
+
+    \b
+    Example:
+        publish status
+    """
+    from .digest import next_slot
+    from .pipeline import run_pass
+    from .scheduler import is_stale
+
+    cfg, store = _store(ctx, readonly=True)
+    now = _parse_now(ctx.obj["now_text"], cfg)
+    lease = store.lease("publisher")
+    if lease and not is_stale(lease[1], 0):
+        click.echo(f"Running: {lease[0]} (lock renewed until {lease[1]})")
+    else:
+        click.echo("Running: no publisher holds the lock now")
+    schedule = store.get_meta("serve_schedule")
+    if schedule and lease and not is_stale(lease[1], 0):
+        for job, when in sorted(json.loads(schedule)["jobs"].items()):
+            click.echo(f"  next {job}: {_when(datetime.fromisoformat(when), cfg)}")
+    click.echo(f"Next digest time: {_when(next_slot(cfg, now), cfg)} ({cfg.digest.day} {cfg.digest.time}, "
+               f"{cfg.site.timezone}){'' if cfg.digest.enabled else ' — disabled'}")
+    for kind in ("publish", "digest"):
+        last = store.last_run(kind)
+        if last:
+            summary = ", ".join(f"{k} {v}" for k, v in last[1].items())
+            click.echo(f"Last {kind} run: {_when(last[0], cfg)}: {summary}")
+        else:
+            click.echo(f"Last {kind} run: never")
+    report = run_pass(cfg, now, dry_run=True, store=store, with_digest=False)
+    click.echo(f"Held posts: {len(report.held)}")
+    for held in report.held:
+        due = f"due {_when(held.due, cfg)}" if held.due else "draft"
+        click.echo(f"  · {held.post.key}  {due}  {held.post.title}")
+    _digest_status(store)
 
 
 def run() -> None:

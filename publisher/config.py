@@ -114,6 +114,12 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeConfig:
+    scan_interval: float = 60.0
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; paths are resolved against the folder holding config.toml."""
 
@@ -127,6 +133,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     source: str = "config.toml"
 
     @property
@@ -175,6 +182,7 @@ SECTIONS: dict[str, type] = {
     "smtp": SmtpConfig,
     "http": HttpConfig,
     "outbox": OutboxConfig,
+    "serve": ServeConfig,
 }
 TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "file")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -289,6 +297,8 @@ def _validate_digest(source: str, cfg: Config) -> None:
     except (KeyError, ValueError, IndexError) as exc:
         raise ConfigError(source, "digest.subject", f"has an unknown placeholder {exc}; use {{site}} {{start}} "
                           "{end} {count}") from None
+    if cfg.serve.scan_interval < 1 or cfg.serve.lease_seconds < 5:
+        raise ConfigError(source, "serve.scan_interval", "must be at least 1 second (lease_seconds at least 5)")
     if cfg.smtp.security not in ("starttls", "tls", "none"):
         raise ConfigError(source, "smtp.security", f"must be starttls, tls or none, not {cfg.smtp.security!r}")
     if d.transport == "mailgun" and not cfg.http.domain:

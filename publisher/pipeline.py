@@ -206,7 +206,7 @@ def update_feeds(cfg: Config, store: Store, live: tuple[Post, ...], ids: dict[st
 
 
 def run_pass(cfg: Config, now: datetime, dry_run: bool = False, store: Store | None = None,
-             with_digest: bool = True) -> PassReport:
+             with_digest: bool = True, should_stop: Callable[[], bool] = lambda: False) -> PassReport:
     """One publishing pass at `now`: publish what came due, rebuild changed feeds, record it, and send the
     weekly digest when its time has come."""
     own_store = store is None
@@ -215,7 +215,7 @@ def run_pass(cfg: Config, now: datetime, dry_run: bool = False, store: Store | N
     try:
         report = _run(cfg, now, dry_run, store)
         if with_digest and cfg.digest.enabled:
-            scheduled_digest(cfg, store, now, report)
+            scheduled_digest(cfg, store, now, report, should_stop)
         return report
     except OSError as exc:
         raise PublisherError(f"{exc.filename or cfg.feeds_dir}: {exc.strerror}; "
@@ -304,7 +304,8 @@ def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
     return report
 
 
-def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassReport) -> None:
+def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassReport,
+                     should_stop: Callable[[], bool] = lambda: False) -> None:
     """Send the digest of the latest slot if it is due, not yet done, and within the catch-up window."""
     from .digest import last_slot, period_for, utc_stamp
     from .sending import dry_run_digest, send_digest
@@ -334,12 +335,16 @@ def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassRepor
             report.digest.append(f"Would send the digest of {when} ({len(dry.plan.posts)} posts) to "
                                  f"{dry.recipients} subscriber(s); {dry.nothing_new} with nothing new")
             return
-        result = send_digest(cfg, store, lambda: make_transport(cfg), now, slot)
+        started = datetime.now(UTC)
+        result = send_digest(cfg, store, lambda: make_transport(cfg), now, slot, should_stop=should_stop)
+        store.record_run("digest", started, datetime.now(UTC), {"sent": result.sent_now, **result.counts})
     except PublisherError as exc:
         report.digest_error = str(exc)
         return
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
     report.digest.append(f"Digest of {when}: {result.sent_now} sent now ({counts or 'no recipients'})")
     report.digest += [f"  {w}" for w in result.warnings]
+    if result.stopped:
+        report.digest.append("  stopped before the end: the next start resumes it")
     if result.error:
         report.digest_error = result.error

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -365,3 +365,23 @@ class Store:
     def finish_digest(self, digest_id: int) -> None:
         with self.transaction() as conn:
             conn.execute("UPDATE digests SET status = 'done' WHERE id = ?", (digest_id,))
+
+    # -- the lease: one publisher at a time --------------------------------------------------------------
+    def take_lease(self, name: str, owner: str, now: datetime, seconds: float,
+                   dead_owner: str | None = None) -> tuple[bool, str, str]:
+        """Take or renew the lease unless another owner holds an unexpired one; (taken, holder, expires).
+        `dead_owner` names a holder known to be gone, whose lease may be taken at once."""
+        expires = (now + timedelta(seconds=seconds)).isoformat()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT owner, expires FROM leases WHERE name = ?", (name,)).fetchone()
+            if row and row[0] not in (owner, dead_owner) and datetime.fromisoformat(row[1]) > now:
+                return False, row[0], row[1]
+            conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, owner, expires))
+        return True, owner, expires
+
+    def drop_lease(self, name: str, owner: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    def lease(self, name: str) -> tuple[str, str] | None:
+        return self.conn.execute("SELECT owner, expires FROM leases WHERE name = ?", (name,)).fetchone()

@@ -1,0 +1,146 @@
+"""`publish serve`: APScheduler jobs that call the same pass as the CLI, at the right moments."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+
+from .config import WEEKDAYS, Config
+from .errors import PublisherError
+from .lease import Lease
+
+log = logging.getLogger("publisher.serve")
+
+
+def digest_trigger(cfg: Config):
+    """A cron trigger for the digest in the site timezone: wall-clock time, so DST changes are followed."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    hour, minute = (int(x) for x in cfg.digest.time.split(":"))
+    day = WEEKDAYS.index(cfg.digest.day.lower()[:3])
+    return CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=cfg.tz)
+
+
+def describe(report) -> str:
+    """One log line for a pass."""
+    s = report.summary()
+    line = (f"pass: {s['new']} new, {s['changed']} changed, {s['feeds_written']} feed file(s) written, "
+            f"{s['feeds_removed']} removed, {s['held']} held, {s['rejected']} rejected")
+    if report.digest:
+        line += "; " + "; ".join(x.strip() for x in report.digest)
+    if report.digest_error:
+        line += f"; digest not sent: {report.digest_error}"
+    return line
+
+
+class Service:
+    """Runs passes on a schedule while holding the lease; at most one pass at a time."""
+
+    def __init__(self, cfg: Config, scan_seconds: float, lease_seconds: float = 60.0) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.cfg = cfg
+        self.scan_seconds = scan_seconds
+        self.stop = threading.Event()
+        self.lease = Lease(cfg.database_path, "publish serve", lease_seconds)
+        self.run_lock = threading.Lock()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)}, timezone=cfg.tz,
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": cfg.digest.catch_up_hours * 3600})
+
+    # -- jobs ---------------------------------------------------------------------------------------------
+    def run_pass(self, why: str) -> None:
+        """One pass (publish, feeds, digest when due); logged, never raising into the scheduler."""
+        from .pipeline import run_pass
+
+        if self.stop.is_set():
+            return
+        taken, holder, expires = self.lease.try_acquire()
+        if not taken:
+            log.info("%s: skipped, %s holds the lock until %s", why, holder, expires)
+            return
+        with self.run_lock:
+            try:
+                now = datetime.now(self.cfg.tz)
+                report = run_pass(self.cfg, now, should_stop=self.stop.is_set)
+                log.info("%s: %s", why, describe(report))
+                self._schedule_next_due(report)
+            except PublisherError as exc:
+                log.error("%s failed: %s", why, exc)
+            except Exception as exc:  # a bug must not stop the service: log the cause, keep running
+                log.exception("%s failed unexpectedly: %s", why, exc)
+            finally:
+                self._record_schedule()
+
+    def _schedule_next_due(self, report) -> None:
+        """A one-off job at the exact due time of the next future-dated post."""
+        due = [h.due for h in report.held if h.due is not None]
+        job = self.scheduler.get_job("due")
+        if not due:
+            if job:
+                job.remove()
+            return
+        when = min(due)
+        if job is None or job.next_run_time != when:
+            self.scheduler.add_job(self.run_pass, "date", run_date=when, args=["post due"], id="due",
+                                   replace_existing=True, misfire_grace_time=None)
+
+    def _record_schedule(self) -> None:
+        from .state import Store
+
+        jobs = {job.id: job.next_run_time.isoformat() for job in self.scheduler.get_jobs() if job.next_run_time}
+        try:
+            store = Store.open(self.cfg.database_path)
+            try:
+                store.set_meta("serve_schedule", json.dumps({"owner": self.lease.owner, "jobs": jobs,
+                                                             "at": datetime.now(UTC).isoformat()}))
+            finally:
+                store.close()
+        except PublisherError as exc:
+            log.warning("could not record the schedule: %s", exc)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        now = datetime.now(self.cfg.tz)
+        self.scheduler.add_job(self.run_pass, "interval", seconds=self.scan_seconds, args=["scan"], id="scan",
+                               next_run_time=now)  # the first scan at once: publishes what came due while down
+        self.scheduler.add_job(self.run_pass, digest_trigger(self.cfg), args=["digest"], id="digest")
+        self.scheduler.start()
+        log.info("serving %s as %s: scan every %ss, digest %s %s (%s)", self.cfg.source, self.lease.owner,
+                 self.scan_seconds, self.cfg.digest.day, self.cfg.digest.time, self.cfg.site.timezone)
+
+    def shutdown(self) -> None:
+        """Finish (or park) the work in flight, record it, release the lease."""
+        self.stop.set()
+        self.scheduler.shutdown(wait=True)
+        self.lease.release()
+        log.info("stopped")
+
+    def serve_forever(self) -> None:
+        def on_signal(signum, frame) -> None:
+            log.info("%s received: finishing the work in flight", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            while not self.stop.wait(1.0):
+                pass
+        finally:
+            self.shutdown()
+
+
+def next_runs(cfg: Config, now: datetime) -> dict[str, datetime]:
+    """When the digest job fires next (computed from the config, not from a running service)."""
+    trigger = digest_trigger(cfg)
+    return {"digest": trigger.get_next_fire_time(None, now)}
+
+
+def is_stale(recorded_at: str, seconds: float) -> bool:
+    return datetime.now(UTC) - datetime.fromisoformat(recorded_at) > timedelta(seconds=seconds)
