@@ -77,6 +77,9 @@ class Service:
             finally:
                 self._record_schedule()
 
+    # The two methods below touch the scheduler from inside a job. shutdown() waits for the job (run_lock)
+    # before it shuts the scheduler down, which takes the scheduler's locks: never the other way round.
+
     def _schedule_next_due(self, report) -> None:
         """A one-off job at the exact due time of the next future-dated post."""
         due = [h.due for h in report.held if h.due is not None]
@@ -117,6 +120,8 @@ class Service:
     def shutdown(self) -> None:
         """Finish (or park) the work in flight, record it, release the lease."""
         self.stop.set()
+        with self.run_lock:  # the pass in flight ends: a digest parks after the message it is sending
+            pass
         self.scheduler.shutdown(wait=True)
         self.lease.release()
         log.info("stopped")
