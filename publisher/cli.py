@@ -526,6 +526,33 @@ def status(ctx: click.Context) -> None:
     _digest_status(store)
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: [web] host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: [web] port).")
+@click.pass_context
+def web(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the subscription pages: one-click unsubscribe, sign-up with double opt-in, preferences.
+
+    Run it behind your web server so that base_url + unsubscribe/, preferences/, subscribe and confirm/
+    reach it. Links are signed with the secret in [digest] token_secret_env.
+
+    \b
+    Example:
+        publish web --port 8080
+    """
+    import uvicorn
+
+    from .web import create_app
+
+    cfg = _load(ctx)
+    try:
+        app = create_app(cfg)
+    except PublisherError as exc:
+        raise Failed(str(exc), EXIT_CONFIG) from None
+    uvicorn.run(app, host=host or cfg.web.host, port=port or cfg.web.port, proxy_headers=cfg.web.trust_forwarded,
+                server_header=False, log_level="info")
+
+
 def run() -> None:
     """Entry point that keeps tracebacks from reaching the operator (PUBLISHER_DEBUG=1 shows them)."""
     import os

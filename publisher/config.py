@@ -120,6 +120,17 @@ class ServeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    confirm_hours: int = 48
+    preferences_days: int = 90
+    per_address_per_day: int = 3
+    per_client_per_hour: int = 10
+    trust_forwarded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; paths are resolved against the folder holding config.toml."""
 
@@ -134,6 +145,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "config.toml"
 
     @property
@@ -183,6 +195,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpConfig,
     "outbox": OutboxConfig,
     "serve": ServeConfig,
+    "web": WebConfig,
 }
 TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "file")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

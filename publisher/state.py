@@ -75,6 +75,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX ledger_state ON ledger (digest_id, state, subscriber_id);
     CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE confirmations (email TEXT NOT NULL, client TEXT NOT NULL, sent TEXT NOT NULL);
+    CREATE INDEX confirmations_email ON confirmations (email, sent);
+    CREATE INDEX confirmations_client ON confirmations (client, sent);
+    """,
 )
 
 
@@ -385,3 +390,23 @@ class Store:
 
     def lease(self, name: str) -> tuple[str, str] | None:
         return self.conn.execute("SELECT owner, expires FROM leases WHERE name = ?", (name,)).fetchone()
+
+    # -- sign-up confirmations (rate limits) -------------------------------------------------------------
+    def confirmations_since(self, email: str, client: str, since: str) -> tuple[int, int]:
+        """How many confirmation mails went to this address, and were asked for by this client, since `since`."""
+        by_email = self.conn.execute("SELECT COUNT(*) FROM confirmations WHERE email = ? AND sent >= ?",
+                                     (email, since)).fetchone()[0]
+        by_client = self.conn.execute("SELECT COUNT(*) FROM confirmations WHERE client = ? AND sent >= ?",
+                                      (client, since)).fetchone()[0]
+        return by_email, by_client
+
+    def record_confirmation(self, email: str, client: str, now: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO confirmations VALUES (?, ?, ?)", (email, client, now))
+
+    def known_categories(self) -> list[str]:
+        """Every category of a published post, for the sign-up and preference forms."""
+        cats: set[str] = set()
+        for (text,) in self.conn.execute("SELECT DISTINCT categories FROM published"):
+            cats.update(json.loads(text))
+        return sorted(cats)
