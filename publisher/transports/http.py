@@ -190,35 +190,28 @@ class SendGrid(HttpProvider):
     batch_size = 1000
 
     def calls(self, messages: Sequence[Outgoing]) -> list[Call]:
-        groups: dict[tuple, list[Outgoing]] = {}
-        for m in messages:
-            groups.setdefault(_template_key(m), []).append(m)
         out = []
-        for group in groups.values():
-            for batch in _batches(group, self.batch_size):
-                first = batch[0]
-                html, text = _template_of(first)
-                name, addr = parseaddr(first.sender)
-                body: dict = {
-                    "from": {"email": addr, **({"name": name} if name else {})},
-                    "subject": first.subject,
-                    "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
-                    "personalizations": [{
-                        "to": [{"email": m.to, **({"name": m.to_name} if m.to_name else {})}],
-                        "headers": _headers(m),
-                        "substitutions": _substitutions(m),
-                    } for m in batch],
-                }
-                if "Reply-To" in first.headers:
-                    body["reply_to"] = {"email": parseaddr(first.headers["Reply-To"])[1]}
-                out.append(Call("/v3/mail/send", batch, json=body))
+        for batch in _template_batches(messages, self.batch_size):
+            first = batch[0]
+            html, text = _template_of(first)
+            name, addr = parseaddr(first.sender)
+            body: dict = {
+                "from": {"email": addr, **({"name": name} if name else {})},
+                "subject": first.subject,
+                "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
+                "personalizations": [{
+                    "to": [{"email": m.to, **({"name": m.to_name} if m.to_name else {})}],
+                    "headers": _headers(m),
+                    "substitutions": _substitutions(m),
+                } for m in batch],
+            }
+            if "Reply-To" in first.headers:
+                body["reply_to"] = {"email": parseaddr(first.headers["Reply-To"])[1]}
+            out.append(Call("/v3/mail/send", batch, json=body))
         return out
 
     def results(self, response: httpx.Response, call: Call) -> list[SendResult]:
-        if response.status_code == 202:
-            batch_id = response.headers.get("x-message-id", "")
-            return [SendResult(m.key, SENT, provider_id=batch_id) for m in call.messages]
-        return [SendResult(m.key, FAILED, error=_error_text(response)) for m in call.messages]
+        return _whole_batch(response, call, 202, lambda: response.headers.get("x-message-id", ""))
 
 
 class Mailgun(HttpProvider):
@@ -238,35 +231,28 @@ class Mailgun(HttpProvider):
         return super().send(messages)
 
     def calls(self, messages: Sequence[Outgoing]) -> list[Call]:
-        groups: dict[tuple, list[Outgoing]] = {}
-        for m in messages:
-            groups.setdefault(_template_key(m), []).append(m)
         out = []
-        for group in groups.values():
-            for batch in _batches(group, self.batch_size):
-                first = batch[0]
-                html, text = _template_of(first)
-                marks = {UNSUBSCRIBE_MARK: "%recipient.unsubscribe%", PREFERENCES_MARK: "%recipient.preferences%"}
-                for mark, var in marks.items():
-                    html, text = html.replace(mark, var), text.replace(mark, var)
-                variables = {m.to: {"unsubscribe": m.links.get(UNSUBSCRIBE_MARK, ""),
-                                    "preferences": m.links.get(PREFERENCES_MARK, ""), "id": m.message_id}
-                             for m in batch}
-                data = [("from", first.sender), ("subject", first.subject), ("html", html), ("text", text),
-                        ("recipient-variables", json.dumps(variables)),
-                        ("h:List-Unsubscribe", "<%recipient.unsubscribe%>")]
-                data += [(f"h:{k}", v) for k, v in first.headers.items()
-                         if k not in SKIP_HEADERS and k != "List-Unsubscribe"]
-                form: dict[str, str | list[str]] = dict(data)
-                form["to"] = [m.to for m in batch]
-                out.append(Call(f"/v3/{self.cfg.domain}/messages", batch, data=form))
+        for batch in _template_batches(messages, self.batch_size):
+            first = batch[0]
+            html, text = _template_of(first)
+            marks = {UNSUBSCRIBE_MARK: "%recipient.unsubscribe%", PREFERENCES_MARK: "%recipient.preferences%"}
+            for mark, var in marks.items():
+                html, text = html.replace(mark, var), text.replace(mark, var)
+            variables = {m.to: {"unsubscribe": m.links.get(UNSUBSCRIBE_MARK, ""),
+                                "preferences": m.links.get(PREFERENCES_MARK, ""), "id": m.message_id}
+                         for m in batch}
+            data = [("from", first.sender), ("subject", first.subject), ("html", html), ("text", text),
+                    ("recipient-variables", json.dumps(variables)),
+                    ("h:List-Unsubscribe", "<%recipient.unsubscribe%>")]
+            data += [(f"h:{k}", v) for k, v in first.headers.items()
+                     if k not in SKIP_HEADERS and k != "List-Unsubscribe"]
+            form: dict[str, str | list[str]] = dict(data)
+            form["to"] = [m.to for m in batch]
+            out.append(Call(f"/v3/{self.cfg.domain}/messages", batch, data=form))
         return out
 
     def results(self, response: httpx.Response, call: Call) -> list[SendResult]:
-        if response.status_code == 200:
-            queued = response.json().get("id", "")
-            return [SendResult(m.key, SENT, provider_id=queued) for m in call.messages]
-        return [SendResult(m.key, FAILED, error=_error_text(response)) for m in call.messages]
+        return _whole_batch(response, call, 200, lambda: response.json().get("id", ""))
 
 
 class Resend(HttpProvider):
@@ -304,6 +290,22 @@ class Resend(HttpProvider):
                 out.append(SendResult(message.key, SENT, provider_id=provider_id) if provider_id is not None
                            else SendResult(message.key, UNKNOWN, error="Resend gave no id for this message"))
         return out
+
+
+def _template_batches(messages: Sequence[Outgoing], size: int) -> list[tuple[Outgoing, ...]]:
+    """Batches of messages rendered from the same template, for APIs that substitute per recipient."""
+    groups: dict[tuple, list[Outgoing]] = {}
+    for m in messages:
+        groups.setdefault(_template_key(m), []).append(m)
+    return [batch for group in groups.values() for batch in _batches(group, size)]
+
+
+def _whole_batch(response: httpx.Response, call: Call, ok: int, provider_id) -> list[SendResult]:
+    """Results for APIs that accept or refuse a whole request: every message shares the outcome."""
+    if response.status_code == ok:
+        pid = provider_id()
+        return [SendResult(m.key, SENT, provider_id=pid) for m in call.messages]
+    return [SendResult(m.key, FAILED, error=_error_text(response)) for m in call.messages]
 
 
 def _template_key(message: Outgoing) -> tuple:
