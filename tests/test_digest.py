@@ -224,3 +224,23 @@ def test_config_loads_digest_sections(site):
     cfg = load_config(site.config)
     assert cfg.digest.transport == "file" and cfg.smtp.port == 587 and cfg.list_id == "digest.news.example.jp"
     assert cfg.unsubscribe_url == "https://news.example.jp/unsubscribe/{token}"
+
+
+def test_concurrency_and_rate(digest_site, smtp_server):
+    use_smtp(digest_site, smtp_server.port)
+    csv = digest_site.root / "subs.csv"
+    csv.write_text("email\n" + "".join(f"c{i:02d}@example.com\n" for i in range(30)))
+    digest_site.run("subscribers", "import", str(csv))
+    digest_site.set_config("concurrency = 1", "concurrency = 3")
+    digest_site.set_config("rate = 0", "rate = 40")
+    import time
+
+    started = time.monotonic()
+    result = digest_site.run("--now", DIGEST_NOW, "digest", "--send")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    counts = {}
+    for rcpt in smtp_server.recorder.recipients():
+        counts[rcpt] = counts.get(rcpt, 0) + 1
+    assert len(counts) == 32 and set(counts.values()) == {1}, "three connections, each message once"
+    assert elapsed >= 31 / 40 * 0.9, "no more than 40 messages per second"
