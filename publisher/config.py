@@ -117,6 +117,7 @@ class OutboxConfig:
 class ServeConfig:
     scan_interval: float = 60.0
     lease_seconds: float = 60.0
+    watch: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,8 +114,27 @@ class Service:
                                next_run_time=now)  # the first scan at once: publishes what came due while down
         self.scheduler.add_job(self.run_pass, digest_trigger(self.cfg), args=["digest"], id="digest")
         self.scheduler.start()
+        if self.cfg.serve.watch:
+            self._start_watching()
         log.info("serving %s as %s: scan every %ss, digest %s %s (%s)", self.cfg.source, self.lease.owner,
                  self.scan_seconds, self.cfg.digest.day, self.cfg.digest.time, self.cfg.site.timezone)
+
+    def _start_watching(self) -> None:
+        """Run a pass as soon as a post file is saved (watchfiles), besides the regular scans."""
+        try:
+            from watchfiles import watch
+        except ImportError:
+            log.warning("[serve] watch is on but the watchfiles package is missing: pip install 'publisher[watch]'")
+            return
+
+        def loop() -> None:
+            folder = self.cfg.posts_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            for _ in watch(folder, stop_event=self.stop, debounce=500, step=100):
+                if not self.stop.is_set():
+                    self.scheduler.add_job(self.run_pass, args=["file saved"], id="watch", replace_existing=True)
+
+        threading.Thread(target=loop, name="watch-posts", daemon=True).start()
 
     def shutdown(self) -> None:
         """Finish (or park) the work in flight, record it, release the lease."""

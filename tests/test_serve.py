@@ -196,3 +196,17 @@ def test_status_without_service(site):
     assert "2030-01-06-future-roadmap.txt  due 2030-01-06 09:00 +0900" in out
     assert "No digest has been sent yet." in out
     assert datetime.now(UTC)  # the clock is real in serve; --now applies to status and passes
+
+
+def test_watch_publishes_a_saved_post_without_waiting_for_a_scan(site):
+    pytest.importorskip("watchfiles")
+    site.set_config("watch = false", "watch = true")
+    proc = start_serve(site, "--scan-interval", "3600")
+    try:
+        assert wait_until(lambda: len(titles(site)) == 10)
+        time.sleep(0.5)
+        site.write_post("saved-now.md", post_text(title="Saved just now", date="2026-01-03"))
+        assert wait_until(lambda: "Saved just now" in titles(site), timeout=10)
+    finally:
+        out = stop(proc)
+    assert "file saved: pass: 1 new" in out
