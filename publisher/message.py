@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.header import Header
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -121,14 +122,20 @@ def list_headers(list_id: str, site_title: str, unsubscribe_url: str, when: date
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~-]*")
 
 
+def quote_phrase(name: str) -> str:
+    """An ASCII display name as an RFC 5322 quoted string."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _to_header(message: Outgoing) -> str:
     """The folded To header; plain ASCII names directly, others through the email package's folding."""
     name = one_line(message.to_name)
     if _PLAIN_NAME.fullmatch(name) and len(name) + len(message.to) < 60:
         return f"To: {name} <{message.to}>" if name else f"To: {message.to}"
-    user, _, domain = message.to.partition("@")
-    header = POLICY.header_factory("To", Address(display_name=name, username=user, domain=domain))
-    return header.fold(policy=POLICY)
+    if name.isascii():
+        return f"To: {quote_phrase(name)} <{message.to}>"
+    encoded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")  # RFC 2047 words, folded
+    return f"To: {encoded} <{message.to}>"
 
 
 def _base64_text(text: str) -> bytes:
