@@ -12,11 +12,10 @@ from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import lru_cache
 from html import escape
 
 from .digest import GMAIL_CLIP_BYTES, one_line
-
-_LINES_76 = re.compile(rb"(.{76})(?!$)")
 
 
 class _VerbatimHeader(UnstructuredHeader):
@@ -97,10 +96,14 @@ class Outgoing:
         return len(self.as_bytes()) > GMAIL_CLIP_BYTES
 
 
+@lru_cache(maxsize=16)
+def sender_domain(sender: str) -> str:
+    return parseaddr(sender)[1].partition("@")[2] or "localhost"
+
+
 def message_id(sender: str, digest_id: int, subscriber_id: int) -> str:
     """A Message-ID unique per (digest, subscriber); random part so retries of a new digest never collide."""
-    domain = parseaddr(sender)[1].partition("@")[2] or "localhost"
-    return make_msgid(idstring=f"d{digest_id}.s{subscriber_id}", domain=domain)
+    return make_msgid(idstring=f"d{digest_id}.s{subscriber_id}", domain=sender_domain(sender))
 
 
 def list_headers(list_id: str, site_title: str, unsubscribe_url: str, when: datetime,
@@ -141,7 +144,8 @@ def _to_header(message: Outgoing) -> str:
 def _base64_text(text: str) -> bytes:
     """A text part's body as the email package encodes it (CRLF lines, base64 in 76-character lines)."""
     data = b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
-    return _LINES_76.sub(b"\\1\r\n", binascii.b2a_base64(data, newline=False)) + b"\r\n"
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + b"\r\n"
 
 
 class Skeleton:
