@@ -407,7 +407,7 @@ def _digest_send(cfg: Config, store, now: datetime) -> int:
             bar.update(done - bar.pos)
 
     try:
-        report = sending.send_digest(cfg, store, lambda: make_transport(cfg), now, progress=progress)
+        report = sending.send_digest(cfg, store, lambda: make_transport(cfg), now, progress=progress, by_hand=True)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

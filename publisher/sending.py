@@ -152,11 +152,15 @@ def ensure_digest(cfg: Config, store: Store, plan: DigestPlan, now: datetime) ->
 
 def send_digest(cfg: Config, store: Store, transport_factory: Callable[[], Transport], now: datetime,
                 slot: datetime | None = None, progress: Callable[[int, int], None] | None = None,
-                should_stop: Callable[[], bool] = lambda: False) -> DigestReport:
-    """Send (or resume) the digest for `slot` (default: the latest slot at or before `now`)."""
+                should_stop: Callable[[], bool] = lambda: False, by_hand: bool = False) -> DigestReport:
+    """Send (or resume) the digest for `slot` (default: the latest slot at or before `now`). By hand, a
+    period the scheduler skipped as missed is sent all the same."""
     _require_sender(cfg)
     secrets = Secrets.from_env(cfg.digest.token_secret_env)
-    plan = plan_digest(cfg, store, slot or last_slot(cfg, now))
+    slot = slot or last_slot(cfg, now)
+    if by_hand:
+        store.forget_missed(utc_stamp(period_for(cfg, slot)[1]))
+    plan = plan_digest(cfg, store, slot)
     report = DigestReport(plan)
     report.digest_id, report.already_done = ensure_digest(cfg, store, plan, now)
     if not report.already_done:

@@ -367,6 +367,11 @@ class Store:
             conn.execute("INSERT OR IGNORE INTO digests (period_start, period_end, created, subject, posts, status) "
                          "VALUES (?, ?, ?, '', '[]', 'missed')", (start, end, now))
 
+    def forget_missed(self, period_end: str) -> None:
+        """Drop the 'missed' record of a period, so the operator can still send it by hand."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM digests WHERE period_end = ? AND status = 'missed'", (period_end,))
+
     def finish_digest(self, digest_id: int) -> None:
         with self.transaction() as conn:
             conn.execute("UPDATE digests SET status = 'done' WHERE id = ?", (digest_id,))

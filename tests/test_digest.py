@@ -96,6 +96,8 @@ def test_missed_digest_older_than_catch_up_is_skipped(digest_site, smtp_server):
     late = digest_site.run("--now", "2026-03-19T09:00:00+09:00")
     assert "was missed and is older than [digest] catch_up_hours (48 h): skipped" in late.output
     assert not smtp_server.recorder.messages
+    by_hand = digest_site.run("--now", "2026-03-19T09:00:00+09:00", "digest", "--send")
+    assert "Sent 2 message(s)" in by_hand.output, "the operator can still send a skipped digest by hand"
 
 
 def test_temporary_and_permanent_smtp_failures(digest_site, smtp_server):
