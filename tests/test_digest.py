@@ -246,3 +246,13 @@ def test_concurrency_and_rate(digest_site, smtp_server):
         counts[rcpt] = counts.get(rcpt, 0) + 1
     assert len(counts) == 32 and set(counts.values()) == {1}, "three connections, each message once"
     assert elapsed >= 31 / 40 * 0.9, "no more than 40 messages per second"
+
+
+def test_dry_run_pass_says_what_the_digest_would_do(digest_site, smtp_server):
+    use_smtp(digest_site, smtp_server.port)
+    before = sqlite3.connect(digest_site.db).execute("SELECT COUNT(*) FROM digests").fetchone()[0]
+    result = digest_site.run("--dry-run", "--now", "2026-03-16T08:30:00+09:00")
+    assert "Would send the digest of 2026-03-16 08:00 JST (10 posts) to 2 subscriber(s); 1 with nothing new" \
+        in result.output
+    assert not smtp_server.recorder.messages
+    assert sqlite3.connect(digest_site.db).execute("SELECT COUNT(*) FROM digests").fetchone()[0] == before
