@@ -370,8 +370,11 @@ def _digest_dry_run(result, cfg: Config) -> None:
     click.echo(f"Digest {_period(result.plan, cfg)}: {len(result.plan.posts)} post(s)")
     if result.already_done:
         click.echo("Already sent for this period; --send would do nothing.")
+    from .digest import GMAIL_CLIP_BYTES
+
     for categories, count, posts, size in result.by_categories:
-        click.echo(f"  {count} subscriber(s) following {categories}: {posts} post(s), {size / 1024:.1f} KB")
+        clip = " — over Gmail's ~102 KB clipping size" if size > GMAIL_CLIP_BYTES else ""
+        click.echo(f"  {count} subscriber(s) following {categories}: {posts} post(s), {size / 1024:.1f} KB{clip}")
     click.echo(f"Would send {result.recipients} message(s); {result.nothing_new} subscriber(s) have nothing new "
                "and would get no email. Dry run: nothing sent or recorded.")
 
@@ -406,11 +409,13 @@ def _digest_send(cfg: Config, store, now: datetime) -> int:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
+    started = datetime.now(cfg.tz)
     try:
         report = sending.send_digest(cfg, store, lambda: make_transport(cfg), now, progress=progress, by_hand=True)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    store.record_run("digest", started, datetime.now(cfg.tz), {"sent": report.sent_now, **report.counts})
     click.echo(f"Digest {_period(report.plan, cfg)}: {len(report.plan.posts)} post(s)")
     if report.already_done:
         click.echo("Already sent for this period: nothing to do.")

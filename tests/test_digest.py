@@ -172,8 +172,11 @@ def test_gmail_clip_warning(digest_site, smtp_server):
     digest_site.write_post("2026-03-12-huge.md", "---\ntitle: 大きな記事\ndate: 2026-03-12 10:00:00 +0900\n"
                            f"categories: [政策]\nexcerpt: \"{long}\"\n---\n\n本文。\n")
     digest_site.run("--now", "2026-03-13T00:00:00+09:00")
+    dry = digest_site.run("--now", DIGEST_NOW, "digest", "--dry-run")
+    assert "over Gmail's ~102 KB clipping size" in dry.output
     result = digest_site.run("--now", DIGEST_NOW, "digest", "--send")
     assert "Gmail clips messages over 102 KB" in result.output
+    assert "Last digest run:" in digest_site.run("status").output and "sent 2" in digest_site.run("status").output
 
 
 def test_title_newline_never_becomes_a_header(digest_site, smtp_server):
