@@ -308,8 +308,6 @@ def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassRepor
                      should_stop: Callable[[], bool] = lambda: False) -> None:
     """Send the digest of the latest slot if it is due, not yet done, and within the catch-up window."""
     from .digest import last_slot, period_for, utc_stamp
-    from .sending import dry_run_digest, send_digest
-    from .transports import make_transport
 
     slot = last_slot(cfg, now)
     existing = store.digest_for(utc_stamp(period_for(cfg, slot)[1]))
@@ -329,6 +327,9 @@ def scheduled_digest(cfg: Config, store: Store, now: datetime, report: PassRepor
             report.digest.append(f"Digest of {when} was interrupted and is older than the catch-up window: "
                                  "left as it is (see `publish digest --status`)")
         return
+    from .sending import dry_run_digest, send_digest  # only when a digest is due: most passes skip this
+    from .transports import make_transport
+
     try:
         if report.dry_run:
             dry = dry_run_digest(cfg, store, now, slot)
