@@ -160,11 +160,5 @@ class Service:
             self.shutdown()
 
 
-def next_runs(cfg: Config, now: datetime) -> dict[str, datetime]:
-    """When the digest job fires next (computed from the config, not from a running service)."""
-    trigger = digest_trigger(cfg)
-    return {"digest": trigger.get_next_fire_time(None, now)}
-
-
 def is_stale(recorded_at: str, seconds: float) -> bool:
     return datetime.now(UTC) - datetime.fromisoformat(recorded_at) > timedelta(seconds=seconds)
