@@ -214,6 +214,8 @@ def run_pass(cfg: Config, now: datetime, dry_run: bool = False, store: Store | N
         store = Store.open(cfg.database_path, readonly=dry_run)
     try:
         report = _run(cfg, now, dry_run, store)
+        if not dry_run:
+            store.purge_pending((now - timedelta(hours=cfg.web.confirm_hours)).astimezone(UTC).isoformat())
         if with_digest and cfg.digest.enabled:
             scheduled_digest(cfg, store, now, report, should_stop)
         return report

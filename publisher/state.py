@@ -80,6 +80,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX confirmations_email ON confirmations (email, sent);
     CREATE INDEX confirmations_client ON confirmations (client, sent);
     """,
+    """
+    CREATE INDEX subscribers_status ON subscribers (status, updated);
+    """,
 )
 
 
@@ -274,6 +277,12 @@ class Store:
         if status:
             sql, args = sql + " WHERE status = ?", (status,)
         yield from self.conn.execute(sql + " ORDER BY email", args)
+
+    def purge_pending(self, before: str) -> int:
+        """Forget sign-ups never confirmed whose confirmation link has expired."""
+        with self.transaction() as conn:
+            cur = conn.execute("DELETE FROM subscribers WHERE status = 'pending' AND updated < ?", (before,))
+        return cur.rowcount
 
     def count_subscribers(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT status, COUNT(*) FROM subscribers GROUP BY status"))

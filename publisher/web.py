@@ -47,6 +47,9 @@ TEXT = {
         "bad_link": "このリンクは使えません（{reason}）。最新のメールにあるリンクをお使いください。",
         "bad_form": "フォームの有効期限が切れました。ページを読み込み直してからもう一度お試しください。",
         "confirm_subject": "{site} 購読の確認",
+        "already_mail": "{site} の週刊ダイジェストは、このアドレスですでに購読中です。\n\n"
+                        "カテゴリの変更や配信停止は、次のリンクからどうぞ:\n{url}\n\n"
+                        "お心当たりのない場合は、このメールを破棄してください。",
         "confirm_mail": "{site} の週刊ダイジェストへの登録を受け付けました。\n\n"
                         "登録を確定するには、次のリンクを開いてください（{hours} 時間有効）:\n{url}\n\n"
                         "お心当たりのない場合は、このメールを破棄してください。登録は行われません。",
@@ -66,6 +69,9 @@ TEXT = {
         "bad_link": "This link cannot be used ({reason}). Use the link in your latest email.",
         "bad_form": "The form expired. Reload the page and try again.",
         "confirm_subject": "{site}: confirm your subscription",
+        "already_mail": "This address is already subscribed to the {site} digest.\n\n"
+                        "To change your categories or unsubscribe, open:\n{url}\n\n"
+                        "If it was not you, ignore this email.",
         "confirm_mail": "Someone (hopefully you) asked to subscribe this address to the {site} digest.\n\n"
                         "To confirm, open this link within {hours} hours:\n{url}\n\n"
                         "If it was not you, ignore this email: nothing happens.",
@@ -197,32 +203,37 @@ class WebApp:
             return self.message(429, self.text["subscribe_title"], self.text["too_many"])
         row = store.subscriber(email)
         # The same answer whatever the address's state, so the page reveals nothing about who subscribes.
-        will_send = by_email < web.per_address_per_day and (row is None or row[4] != "active")
+        will_send = by_email < web.per_address_per_day
         store.record_confirmation(email if will_send else "", self.client(request), now.isoformat())
         if will_send:
-            with store.transaction() as conn:
-                if row is None:
-                    store.insert_subscriber(conn, email, "", chosen, "pending", now.isoformat())
-                else:
-                    store.update_subscriber(conn, row[0], row[2], chosen, row[4], now.isoformat())
-            await run_in_threadpool(self._send_confirmation, store.subscriber(email), now)
+            if row is None or row[4] != "active":
+                with store.transaction() as conn:
+                    if row is None:
+                        store.insert_subscriber(conn, email, "", chosen, "pending", now.isoformat())
+                    else:
+                        store.update_subscriber(conn, row[0], row[2], chosen, row[4], now.isoformat())
+            # An address already subscribed gets its preferences link instead of a confirmation.
+            await run_in_threadpool(self._send_confirmation, store.subscriber(email), now,
+                                    row is not None and row[4] == "active")
         return self.message(200, self.text["subscribe_title"], self.text["check_inbox"])
 
-    def _send_confirmation(self, row: tuple, now: datetime) -> None:
-        from email.utils import format_datetime, make_msgid, parseaddr
+    def _send_confirmation(self, row: tuple, now: datetime, already: bool) -> None:
+        from email.utils import format_datetime, make_msgid
 
+        from .message import sender_domain
         from .transports import make_transport
 
-        cfg = self.cfg
-        token = make_token(self.secrets, row[0], row[1], "confirm", int(now.timestamp()))
-        url = f"{cfg.site.base_url}confirm/{token}"
-        text = self.text["confirm_mail"].format(site=cfg.site.title, url=url, hours=cfg.web.confirm_hours)
-        html = self.env.get_template("web.html.j2").render(site=cfg.site, title=self.text["confirm_title"],
-                                                          t=self.text, kind="mail", text=text, url=url)
-        domain = parseaddr(cfg.digest.from_address)[1].partition("@")[2] or None
-        message = Outgoing(0, row[1], "", cfg.digest.from_address,
-                           self.text["confirm_subject"].format(site=cfg.site.title), html, text,
-                           make_msgid(domain=domain), {"Date": format_datetime(now)})
+        cfg, t = self.cfg, self.text
+        purpose, path, label = ("preferences", "preferences", t["preferences_title"]) if already else (
+            "confirm", "confirm", t["confirm_button"])
+        url = f"{cfg.site.base_url}{path}/{make_token(self.secrets, row[0], row[1], purpose, int(now.timestamp()))}"
+        body = t["already_mail" if already else "confirm_mail"]
+        text = body.format(site=cfg.site.title, url=url, hours=cfg.web.confirm_hours)
+        html = self.env.get_template("web.html.j2").render(site=cfg.site, title=t["confirm_title"], t=t,
+                                                          kind="mail", text=text, url=url, link_label=label)
+        message = Outgoing(0, row[1], "", cfg.digest.from_address, t["confirm_subject"].format(site=cfg.site.title),
+                           html, text, make_msgid(domain=sender_domain(cfg.digest.from_address)),
+                           {"Date": format_datetime(now)})
         transport = make_transport(cfg)
         try:
             result = transport.send([message])[0]

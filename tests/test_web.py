@@ -123,6 +123,10 @@ def test_signup_reveals_nothing_and_is_rate_limited(web):
     fresh = web.post("/subscribe", data={"csrf": csrf, "email": "someone@example.com"})
     assert existing.status_code == fresh.status_code == 200
     assert existing.text == fresh.text, "the answer is the same for subscribed and new addresses"
+    to_existing = [m for m in web.smtp.parsed() if m["To"].addresses[0].addr_spec == "all@example.com"]
+    assert "https://news.example.jp/preferences/" in to_existing[-1].get_body(("plain",)).get_content(), \
+        "an address already subscribed is sent its preferences link, not a confirmation"
+    assert status_of(web.site, "all@example.com") == "active"
     sent_before = len(web.smtp.messages)
     for _ in range(5):
         web.post("/subscribe", data={"csrf": csrf, "email": "victim@example.com"})
@@ -172,3 +176,18 @@ def test_unknown_page_and_method(web):
     assert web.get("/nowhere").status_code == 404
     assert web.put("/subscribe").status_code == 404
     assert "Traceback" not in web.get("/nowhere").text
+
+
+def test_unconfirmed_signups_are_forgotten_after_the_link_expires(web):
+    csrf = csrf_of(web.get("/subscribe").text)
+    web.post("/subscribe", data={"csrf": csrf, "email": "never.confirms@example.com"})
+    assert status_of(web.site, "never.confirms@example.com") == "pending"
+    from datetime import UTC, datetime, timedelta
+
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    web.site.run("--now", soon)
+    assert status_of(web.site, "never.confirms@example.com") == "pending", "still within the link's 48 hours"
+    later = (datetime.now(UTC) + timedelta(hours=49)).isoformat()
+    web.site.run("--now", later)
+    assert status_of(web.site, "never.confirms@example.com") == "absent"
+    assert status_of(web.site, "all@example.com") == "active"
