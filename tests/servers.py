@@ -25,6 +25,7 @@ class Recorder:
     rcpt_codes: dict[str, list[str]] = field(default_factory=dict)  # address → replies to give, in order
     data_codes: dict[str, list[str]] = field(default_factory=dict)
     delay: float = 0.0
+    drop_after_data: set[str] = field(default_factory=set)  # accept the message, then hang up before replying
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         codes = self.rcpt_codes.get(address)
@@ -41,6 +42,10 @@ class Recorder:
             if codes:
                 return codes.pop(0)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        if self.drop_after_data & set(envelope.rcpt_tos):
+            self.drop_after_data -= set(envelope.rcpt_tos)
+            server.transport.abort()  # the connection drops after the final '.', before the 250 reply
+            return "421 closing"
         return "250 2.0.0 queued as test"
 
     def parsed(self):

@@ -259,3 +259,16 @@ def test_dry_run_pass_says_what_the_digest_would_do(digest_site, smtp_server):
         in result.output
     assert not smtp_server.recorder.messages
     assert sqlite3.connect(digest_site.db).execute("SELECT COUNT(*) FROM digests").fetchone()[0] == before
+
+
+def test_connection_lost_after_data_is_unknown_and_never_resent(digest_site, smtp_server):
+    use_smtp(digest_site, smtp_server.port)
+    smtp_server.recorder.drop_after_data.add("all@example.com")
+    first = digest_site.run("--now", DIGEST_NOW, "digest", "--send")
+    assert first.exit_code == 1
+    assert "all@example.com: unknown after 1 attempt(s): connection lost during DATA" in first.output
+    assert ledger(digest_site) == {"all@example.com": "unknown", "chips@example.com": "sent",
+                                   "none@example.com": "skipped"}
+    digest_site.run("--now", DIGEST_NOW, "digest", "--send")
+    assert sorted(smtp_server.recorder.recipients()) == ["all@example.com", "chips@example.com"], \
+        "the message the server may have accepted is reported, not sent again"
