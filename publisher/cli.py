@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .config import Config, load_config
-from .errors import Finding, PublisherError
+from .errors import ConfigError, Finding, PublisherError
 
 EXIT_OK, EXIT_REJECTED, EXIT_CONFIG, EXIT_FAILED = 0, 1, 2, 3
 EXIT_CODES_HELP = """Exit codes: 0 done, nothing rejected; 1 done, but some posts were rejected (or `check` found
@@ -87,6 +87,8 @@ def _publish(ctx: click.Context) -> int:
         else:
             with _lease(cfg, "publish"):
                 report = run_pass(cfg, now)
+    except ConfigError as exc:
+        raise Failed(str(exc), EXIT_CONFIG) from None
     except PublisherError as exc:
         raise Failed(str(exc)) from None
     _print_report(report, cfg)
@@ -523,11 +525,15 @@ def status(ctx: click.Context) -> None:
             click.echo(f"Last {kind} run: {_when(last[0], cfg)}: {summary}")
         else:
             click.echo(f"Last {kind} run: never")
-    report = run_pass(cfg, now, dry_run=True, store=store, with_digest=False)
-    click.echo(f"Held posts: {len(report.held)}")
-    for held in report.held:
-        due = f"due {_when(held.due, cfg)}" if held.due else "draft"
-        click.echo(f"  · {held.post.key}  {due}  {held.post.title}")
+    try:
+        report = run_pass(cfg, now, dry_run=True, store=store, with_digest=False)
+    except PublisherError as exc:
+        click.echo(f"Held posts: unknown ({exc})")
+    else:
+        click.echo(f"Held posts: {len(report.held)}")
+        for held in report.held:
+            due = f"due {_when(held.due, cfg)}" if held.due else "draft"
+            click.echo(f"  · {held.post.key}  {due}  {held.post.title}")
     _digest_status(store)
 
 

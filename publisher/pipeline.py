@@ -14,7 +14,7 @@ from itertools import repeat
 from pathlib import Path
 
 from .config import Config
-from .errors import Finding, PublisherError
+from .errors import ConfigError, Finding, PublisherError
 from .feeds import (
     INDEX_NAME,
     FeedPlan,
@@ -268,6 +268,8 @@ def _run(cfg: Config, now: datetime, dry_run: bool, store: Store) -> PassReport:
     started = datetime.now(now.tzinfo)
     report = PassReport(now=now, dry_run=dry_run)
     signature = settings_signature(cfg)
+    if not cfg.posts_dir.is_dir():  # a typo here must not empty every feed
+        raise ConfigError(cfg.source, "posts.folder", f"{cfg.posts_dir} is not a folder; create it or fix the path")
     sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
     report.posts_read = len(sources)
     snapshot = _snapshot(sources, signature)

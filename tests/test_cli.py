@@ -185,3 +185,13 @@ def test_unchanged_pass_reports_the_same_as_a_full_one(site):
     # Once the held post's due time passes, the pass does the full work again.
     third = site.run("--now", "2030-01-06T09:00:00+09:00")
     assert "Published 1 new post(s)" in third.output
+
+
+def test_missing_posts_folder_is_an_error_not_empty_feeds(site):
+    site.run("--now", FIXED_NOW)
+    before = (site.feeds / "all.atom.xml").read_bytes()
+    site.set_config('folder = "posts"', 'folder = "postz"')
+    result = site.run("--now", FIXED_NOW)
+    assert result.exit_code == 2 and "[posts.folder]" in result.output and "postz is not a folder" in result.output
+    assert (site.feeds / "all.atom.xml").read_bytes() == before
+    assert (site.feeds / "category" / "chips.atom.xml").exists()
