@@ -295,6 +295,9 @@ def _build_post(source: SourceFile, settings: ReaderSettings, tz: ZoneInfo, meta
                 fm_line: int, body: str, body_line: int, raw: bytes) -> Post:
     path = source.path
     title = meta.get("title")
+    if isinstance(title, dict | list):
+        raise PostError(path, _key_line(fm_text, "title", fm_line), f"the title is a {type(title).__name__}, not text",
+                        'write it as title: "…" (quote titles that contain ":" or "#")')
     if title is None or not str(title).strip():
         raise PostError(path, _key_line(fm_text, "title", fm_line), "no title",
                         'add a line title: "…" to the front matter')

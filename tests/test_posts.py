@@ -128,6 +128,7 @@ BAD_POSTS = [
     ("nodate.md", b'---\ntitle: "x"\n---\nbody\n', 1, "no date"),
     ("baddate.md", b'---\ntitle: "x"\nauthor: a\ndate: next tuesday\n---\nbody\n', 4, "the date 'next tuesday' is not a date"),
     ("list.md", b"---\n- a\n- b\n---\nbody\n", 1, "front matter is not a set"),
+    ("dicttitle.md", b'---\ntitle: {a: 1}\ndate: 2025-01-01\n---\nbody\n', 2, "the title is a dict"),
     ("nested.md", b'---\ntitle: "x"\ndate: 2025-01-01\ncategories: [[a]]\n---\nbody\n', 4, "nested"),
 ]
 
