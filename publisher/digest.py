@@ -6,13 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from html import escape
 from pathlib import Path
 
 from .cleanup import plain_text
 from .config import WEEKDAYS, Config
 from .posts import Post
-from .render import inline_html
+from .render import excerpt_html
 
 UNSUBSCRIBE_MARK = "%%UNSUBSCRIBE_URL%%"
 PREFERENCES_MARK = "%%PREFERENCES_URL%%"
@@ -46,7 +45,7 @@ class DigestPost:
 
     @classmethod
     def from_post(cls, post: Post) -> DigestPost:
-        html = inline_html(post.excerpt, post.url) if post.excerpt_given else escape(post.excerpt, quote=False)
+        html = excerpt_html(post.excerpt, post.excerpt_given, post.url)
         text = " ".join(plain_text(post.excerpt).split())
         return cls(post.key, post.title, post.url, post.date, html, text, post.reading_time, post.categories)
 

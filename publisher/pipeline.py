@@ -9,7 +9,6 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from html import escape
 from itertools import repeat
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from .feeds import (
     write_if_changed,
 )
 from .posts import Post, ReaderSettings, SourceFile, read_body, read_many, scan_posts
-from .render import inline_html, markdown_html
+from .render import excerpt_html, markdown_html
 from .selection import Held, mint_post_id, select_posts
 from .state import FeedRecord, Store
 
@@ -126,7 +125,7 @@ def _render_chunk(posts: list[Post], posts_dir: str, settings: ReaderSettings, f
     """Feed HTML for each post: its sanitized excerpt and, with full content, its whole body."""
     out = []
     for post in posts:
-        summary = inline_html(post.excerpt, post.url) if post.excerpt_given else escape(post.excerpt, quote=False)
+        summary = excerpt_html(post.excerpt, post.excerpt_given, post.url)
         content = None
         if full:
             body = read_body(os.path.join(posts_dir, post.key), post.title, settings)

@@ -71,3 +71,10 @@ def inline_html(text: str, base_url: str) -> str:
     if html.startswith("<p>") and html.endswith("</p>") and html.count("<p>") == 1:
         html = html[3:-4]
     return html
+
+
+def excerpt_html(excerpt: str, given: bool, base_url: str) -> str:
+    """A post's excerpt as HTML: the author's Markdown rendered and sanitized, a derived plain excerpt escaped."""
+    from html import escape
+
+    return inline_html(excerpt, base_url) if given else escape(excerpt, quote=False)
