@@ -9,12 +9,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import datetime
+from datetime import time as Time
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_MARKERS = (r"^-{3,}\s*END\s*-{3,}$", r"^<!--\s*END\s*-->$")
 
 
@@ -82,6 +84,17 @@ class DigestConfig:
     concurrency: int = 1
     max_attempts: int = 5
     sample_recipients: tuple[str, ...] = ()
+    # Parsed once from `day` and `time` (left at these defaults when invalid: validation reports them).
+    weekday: int = field(default=0, init=False, repr=False)
+    send_time: Time = field(default=Time(8, 0), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        day = self.day.lower()[:3]
+        if day in WEEKDAYS:
+            object.__setattr__(self, "weekday", WEEKDAYS.index(day))
+        m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", self.time)
+        if m:
+            object.__setattr__(self, "send_time", Time(int(m.group(1)), int(m.group(2))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +161,13 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     web: WebConfig = field(default_factory=WebConfig)
     source: str = "config.toml"
+    tz: ZoneInfo = field(default=ZoneInfo("UTC"), init=False, repr=False)  # parsed once from site.timezone
 
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.site.timezone)
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "tz", ZoneInfo(self.site.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            pass  # reported by validation
 
     @property
     def posts_dir(self) -> Path:
@@ -199,7 +215,6 @@ SECTIONS: dict[str, type] = {
     "web": WebConfig,
 }
 TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "file")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REQUIRED_SECTIONS = ("site",)
 
 
@@ -242,7 +257,7 @@ def parse_section(source: str, name: str, cls: type, data: object) -> object:
     if not isinstance(data, dict):
         raise ConfigError(source, name, "must be a table, e.g. [" + name + "]")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(source, f"{name}.{unknown[0]}",

@@ -1,8 +1,15 @@
-"""Errors and findings that carry a location and a hint telling the operator what to fix."""
+"""One error tree: every error the operator can meet carries its hint and its exit code.
+
+The CLI maps these to exit codes in one place (`cli.run`); library code raises them and never prints.
+Exit codes: 0 done; 1 done, but something needs a look; 2 usage, config or input error; 3 the run could not
+complete (state database, feeds folder, mail server or API, another publisher holding the lock).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+EXIT_OK, EXIT_ATTENTION, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +36,28 @@ class Finding:
 
 
 class PublisherError(Exception):
-    """Base for errors shown to the operator as one clear line, never a traceback."""
+    """Base for errors shown to the operator as one clear line (what, and how to fix it), never a traceback."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
-class ConfigError(PublisherError):
+class UsageError(PublisherError):
+    """A command line, an argument or an input file the operator gave cannot be used."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
     """A config.toml key is missing, unknown or has the wrong value."""
 
     def __init__(self, source: str, key: str, reason: str) -> None:
@@ -43,10 +68,29 @@ class ConfigError(PublisherError):
 class PostError(PublisherError):
     """A post that cannot be published; carries the finding that says why."""
 
+    exit_code = 1
+
     def __init__(self, path: str, line: int, what: str, fix: str, detail: str = "") -> None:
         self.finding = Finding(path, line, "error", what, fix, detail)
         super().__init__(str(self.finding))
 
 
 class StoreError(PublisherError):
-    """The state database cannot be used (locked, corrupt, unwritable)."""
+    """The state database cannot be used (locked, full, read-only, corrupt, unreachable)."""
+
+
+class TransportError(PublisherError):
+    """The transport cannot go on (bad credentials, unreachable server); `results` holds what was settled."""
+
+    def __init__(self, message: str, results: list | None = None, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.results = results or []
+
+
+class LeaseHeld(PublisherError):
+    """Another process holds the lease."""
+
+    def __init__(self, holder: str, expires: str) -> None:
+        super().__init__(f"another publisher holds the lock: {holder} (until {expires} unless renewed)",
+                         "wait for it to finish, or stop it first")
+        self.holder = holder

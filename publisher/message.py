@@ -15,7 +15,11 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
 from html import escape
 
-from .digest import GMAIL_CLIP_BYTES, one_line
+from .text import one_line
+
+UNSUBSCRIBE_MARK = "%%UNSUBSCRIBE_URL%%"  # per-recipient links, filled into a shared render
+PREFERENCES_MARK = "%%PREFERENCES_URL%%"
+GMAIL_CLIP_BYTES = 102 * 1024
 
 
 class _VerbatimHeader(UnstructuredHeader):

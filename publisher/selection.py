@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
-from .posts import Post
-from .state import Published
+from .reading.posts import Post
+from .store.base import Published
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,31 +11,16 @@ from email.headerregistry import Address
 from pathlib import Path
 from typing import TextIO
 
-from .errors import PublisherError
-from .state import Store
+from .errors import UsageError
+from .store.base import SharedStore
 
 _ADDR_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 CSV_FIELDS = ("email", "name", "categories", "status", "joined")
 
 
-class SubscriberError(PublisherError):
+class SubscriberError(UsageError):
     """A subscriber address or row that cannot be used."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subscriber:
-    id: int
-    email: str
-    name: str
-    categories: tuple[str, ...]
-    status: str
-    joined: str
-
-    @classmethod
-    def from_row(cls, row: tuple) -> Subscriber:
-        sid, email, name, categories, status, joined = row
-        return cls(sid, email, name, tuple(json.loads(categories)), status, joined)
 
 
 def normalize_email(text: str) -> str:
@@ -66,38 +50,37 @@ def parse_categories(text: str | Iterable[str]) -> list[str]:
     return out
 
 
-def add_subscriber(store: Store, email: str, name: str, categories: list[str], now: str,
+def add_subscriber(store: SharedStore, email: str, name: str, categories: list[str], now: str,
                    resubscribe: bool = False) -> str:
     """Add or update one subscriber; returns 'added', 'updated', 'unchanged' or 'unsubscribed' (left alone)."""
     address = normalize_email(email)
-    with store.transaction() as conn:
-        return _upsert(store, conn, address, name.strip(), categories, now, resubscribe)
+    with store.transaction():
+        return _upsert(store, address, name.strip(), categories, now, resubscribe)
 
 
-def _upsert(store: Store, conn, address: str, name: str, categories: list[str], now: str, resubscribe: bool) -> str:
-    row = store.subscriber(address)
-    if row is None:
-        store.insert_subscriber(conn, address, name, categories, "active", now)
+def _upsert(store: SharedStore, address: str, name: str, categories: list[str], now: str, resubscribe: bool) -> str:
+    current = store.subscriber(address)
+    if current is None:
+        store.insert_subscriber(address, name, categories, "active", now)
         return "added"
-    current = Subscriber.from_row(row)
     if current.status in ("unsubscribed", "bounced") and not resubscribe:
         return current.status  # an import never re-subscribes someone who left or bounced
     status = "active" if resubscribe else current.status
     if (current.name, list(current.categories), current.status) == (name, categories, status):
         return "unchanged"
-    store.update_subscriber(conn, current.id, name, categories, status, now)
+    store.update_subscriber(current.id, name, categories, status, now)
     return "updated"
 
 
-def remove_subscriber(store: Store, email: str, now: str, purge: bool = False) -> bool:
+def remove_subscriber(store: SharedStore, email: str, now: str, purge: bool = False) -> bool:
     """Unsubscribe an address (kept, so no import brings it back) or, with purge, delete it; False if unknown."""
-    row = store.subscriber(normalize_email(email))
-    if row is None:
+    sub = store.subscriber(normalize_email(email))
+    if sub is None:
         return False
     if purge:
-        store.delete_subscriber(row[0])
+        store.delete_subscriber(sub.id)
     else:
-        store.set_subscriber_status(row[0], "unsubscribed", now)
+        store.set_subscriber_status(sub.id, "unsubscribed", now)
     return True
 
 
@@ -107,7 +90,7 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
 
 
-def import_csv(store: Store, path: Path, now: str) -> ImportReport:
+def import_csv(store: SharedStore, path: Path, now: str) -> ImportReport:
     """Import subscribers from CSV (header: email[,name][,categories]); bad rows are reported by line, good kept."""
     report = ImportReport()
     try:
@@ -122,7 +105,7 @@ def import_csv(store: Store, path: Path, now: str) -> ImportReport:
         raise SubscriberError(f"{path}:1: the header has no 'email' column; the first line must name the "
                               "columns, e.g. email,name,categories")
     reader.fieldnames = fields
-    with store.transaction() as conn:
+    with store.transaction():
         for row in reader:
             line = reader.line_num
             try:
@@ -131,18 +114,17 @@ def import_csv(store: Store, path: Path, now: str) -> ImportReport:
                 report.errors.append(f"{path}:{line}: {exc} — fix or remove the row")
                 continue
             categories = parse_categories(row.get("categories") or "")
-            outcome = _upsert(store, conn, address, (row.get("name") or "").strip(), categories, now, False)
+            outcome = _upsert(store, address, (row.get("name") or "").strip(), categories, now, False)
             report.counts[outcome] = report.counts.get(outcome, 0) + 1
     return report
 
 
-def export_csv(store: Store, out: TextIO) -> int:
+def export_csv(store: SharedStore, out: TextIO) -> int:
     """Write every subscriber as CSV (the import format plus status and joined); returns the count."""
     writer = csv.writer(out)
     writer.writerow(CSV_FIELDS)
     count = 0
-    for row in store.subscribers():
-        sub = Subscriber.from_row(row)
+    for sub in store.subscribers():
         writer.writerow([sub.email, sub.name, "; ".join(sub.categories), sub.status, sub.joined])
         count += 1
     return count

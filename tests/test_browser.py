@@ -97,12 +97,12 @@ def test_signup_confirm_preferences_unsubscribe_in_chromium(web_server, tmp_path
 def test_curl_one_click_post(web_server):
     import httpx
 
-    from publisher.state import Store
+    from publisher.store.sqlite import SQLiteStore as Store
     from publisher.tokens import Secrets, make_token
 
     base, site, _ = web_server
     store = Store.open(site.db, readonly=True)
-    sid = store.subscriber("all@example.com")[0]
+    sid = store.subscriber("all@example.com").id
     token = make_token(Secrets(SECRET.encode()), sid, "all@example.com", "unsubscribe")
     response = httpx.post(f"{base}unsubscribe/{token}", content="List-Unsubscribe=One-Click",
                           headers={"Content-Type": "application/x-www-form-urlencoded"})

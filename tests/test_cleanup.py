@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from publisher.cleanup import clean_body, guess_title
 from publisher.config import CleanupConfig
+from publisher.reading.cleanup import clean_body, guess_title
 
 from .conftest import SAMPLE_POSTS
 

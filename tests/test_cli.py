@@ -32,7 +32,7 @@ def test_dry_run_on_fresh_site_creates_nothing(site):
     assert "GPU不足はいつ終わるのか？" in out
     assert "> feeds/all.atom.xml (10 entries)" in out
     assert "> feeds/category/investment.rss.xml (2 entries)" in out
-    assert "2030-01-06-future-roadmap.txt  due 2030-01-06 09:00 +0900" in out
+    assert "2030-01-06-future-roadmap.txt  due 2030-01-06T09:00+09:00" in out
     assert "2026-04-01-draft-notes.md  draft" in out
     assert "Dry run: nothing was written or recorded." in out
 

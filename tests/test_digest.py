@@ -11,7 +11,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from publisher.config import load_config
-from publisher.state import Store
+from publisher.store.sqlite import SQLiteStore as Store
 from publisher.tokens import Secrets, read_token
 
 from .conftest import DIGEST_NOW, GOLDEN, SECRET, use_smtp
@@ -49,9 +49,9 @@ def test_digest_over_smtp(digest_site, smtp_server):
     assert re.search(rb"^List-Unsubscribe: <https://", raw, re.M), "the URL header is never RFC 2047-encoded"
     # The token is signed, bound to this subscriber and purpose.
     store = Store.open(digest_site.db, readonly=True)
-    sid = store.subscriber("all@example.com")[0]
+    sid = store.subscriber("all@example.com").id
     got = read_token(Secrets(SECRET.encode()), unsubscribe.group(2), "unsubscribe",
-                     lambda i: (store.subscriber_by_id(i) or [None, None])[1])
+                     lambda i: getattr(store.subscriber_by_id(i), "email", None))
     assert got == sid
     # Bodies: every post for the all-categories subscriber, the visible unsubscribe link in both parts.
     html = msg.get_body(("html",)).get_content()
@@ -83,11 +83,11 @@ def test_digest_period_sent_once(digest_site, smtp_server):
 def test_scheduled_pass_sends_when_due(digest_site, smtp_server):
     use_smtp(digest_site, smtp_server.port)
     before = digest_site.run("--now", "2026-03-16T07:59:00+09:00")
-    assert "Digest of 2026-03-09 08:00 JST was missed" in before.output, "last week's is reported as missed"
+    assert "Digest of 2026-03-09T08:00+09:00 was missed" in before.output, "last week's is reported as missed"
     assert not smtp_server.recorder.messages
     assert "missed" not in digest_site.run("--now", "2026-03-16T07:59:30+09:00").output, "reported once"
     due = digest_site.run("--now", "2026-03-16T08:00:30+09:00")
-    assert "Digest of 2026-03-16 08:00 JST: 2 sent now" in due.output
+    assert "Digest of 2026-03-16T08:00+09:00: 2 sent now" in due.output
     assert len(smtp_server.recorder.messages) == 2
 
 
@@ -255,7 +255,7 @@ def test_dry_run_pass_says_what_the_digest_would_do(digest_site, smtp_server):
     use_smtp(digest_site, smtp_server.port)
     before = sqlite3.connect(digest_site.db).execute("SELECT COUNT(*) FROM digests").fetchone()[0]
     result = digest_site.run("--dry-run", "--now", "2026-03-16T08:30:00+09:00")
-    assert "Would send the digest of 2026-03-16 08:00 JST (10 posts) to 2 subscriber(s); 1 with nothing new" \
+    assert "Would send the digest of 2026-03-16T08:00+09:00 (10 posts) to 2 subscriber(s); 1 with nothing new" \
         in result.output
     assert not smtp_server.recorder.messages
     assert sqlite3.connect(digest_site.db).execute("SELECT COUNT(*) FROM digests").fetchone()[0] == before

@@ -135,7 +135,7 @@ def test_future_post_appears_once_due_and_keeps_its_id(site):
     site.run("--now", FIXED_NOW)
     future = "2030年のAIインフラ、編集部の予測"
     before = site.run("--now", "2030-01-06T08:59:59+09:00", "--dry-run")
-    assert "due 2030-01-06 09:00 +0900" in before.output
+    assert "due 2030-01-06T09:00+09:00" in before.output
     assert "Would publish" not in before.output
     result = site.run("--now", "2030-01-06T09:00:00+09:00")
     assert "Published 1 new post(s)" in result.output and future in result.output

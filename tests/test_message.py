@@ -8,8 +8,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from publisher.digest import PREFERENCES_MARK, UNSUBSCRIBE_MARK
-from publisher.message import Outgoing, Skeleton, _base64_text, list_headers
+from publisher.message import PREFERENCES_MARK, UNSUBSCRIBE_MARK, Outgoing, Skeleton, _base64_text, list_headers
 
 HTML = f"<p>データセンター &amp; <a href=\"{UNSUBSCRIBE_MARK}\">配信停止</a></p>\n" * 300
 TEXT = f"テキスト {UNSUBSCRIBE_MARK} {PREFERENCES_MARK}\n" * 300

@@ -8,7 +8,7 @@ import pytest
 
 from publisher.config import CleanupConfig
 from publisher.errors import PostError
-from publisher.posts import ReaderSettings, SourceFile, parse_date, read_post, reading_minutes, slugify
+from publisher.reading.posts import ReaderSettings, SourceFile, parse_date, read_post, reading_minutes, slugify
 
 from .conftest import post_text
 

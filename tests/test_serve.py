@@ -18,8 +18,8 @@ import feedparser
 import pytest
 
 from publisher.config import load_config
-from publisher.digest import last_slot
-from publisher.scheduler import digest_trigger
+from publisher.digest.schedule import last_slot
+from publisher.service.scheduler import digest_trigger
 
 from .conftest import SECRET, post_text, use_smtp
 
@@ -167,7 +167,7 @@ def test_serve_once(site):
     proc = start_serve(site, "--once")
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    assert "once: pass: 10 new" in out
+    assert "Summary: 10 new, 15 feed file(s) written" in out
 
 
 @pytest.mark.parametrize(("after", "expected", "offset_changed"), [
@@ -192,9 +192,9 @@ def test_status_without_service(site):
     site.run("--now", "2026-06-01T00:00")
     out = site.run("--now", "2026-06-01T00:00", "status").output
     assert "Running: no publisher holds the lock now" in out
-    assert "Next digest time: 2026-06-01 08:00 +0900" in out
+    assert "Next digest time: 2026-06-01T08:00+09:00" in out
     assert "Last publish run:" in out and "new 10" in out
-    assert "2030-01-06-future-roadmap.txt  due 2030-01-06 09:00 +0900" in out
+    assert "2030-01-06-future-roadmap.txt  due 2030-01-06T09:00+09:00" in out
     assert "No digest has been sent yet." in out
     assert datetime.now(UTC)  # the clock is real in serve; --now applies to status and passes
 

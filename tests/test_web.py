@@ -9,8 +9,9 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
+from publisher.app import App
 from publisher.config import load_config
-from publisher.state import Store
+from publisher.store.sqlite import SQLiteStore as Store
 from publisher.tokens import Secrets, make_token
 from publisher.web import create_app
 
@@ -21,14 +22,14 @@ from .conftest import SECRET, use_smtp
 def web(digest_site, smtp_server):
     use_smtp(digest_site, smtp_server.port)
     cfg = load_config(digest_site.config)
-    client = TestClient(create_app(cfg), base_url="https://testserver", follow_redirects=False)
+    client = TestClient(create_app(App(cfg)), base_url="https://testserver", follow_redirects=False)
     client.site, client.smtp = digest_site, smtp_server.recorder
     return client
 
 
 def token_for(site, email: str, purpose: str, issued: int | None = None) -> str:
     store = Store.open(site.db, readonly=True)
-    sid = store.subscriber(email)[0]
+    sid = store.subscriber(email).id
     return make_token(Secrets(SECRET.encode()), sid, email, purpose, issued)
 
 

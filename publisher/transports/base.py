@@ -8,18 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import PublisherError
+from ..errors import TransportError
 from ..message import Outgoing
 
 SENT, FAILED, RETRY, UNKNOWN = "sent", "failed", "retry", "unknown"
-
-
-class TransportError(PublisherError):
-    """The transport cannot go on (bad credentials, unreachable server); `results` holds what was settled."""
-
-    def __init__(self, message: str, results: list[SendResult] | None = None) -> None:
-        super().__init__(message)
-        self.results = results or []
+__all__ = ["FAILED", "RETRY", "SENT", "UNKNOWN", "RateLimiter", "SendResult", "Transport", "TransportError", "backoff"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..feeds import write_if_changed
+from ..files import write_if_changed
 from ..message import Outgoing
 from .base import SENT, SendResult
 

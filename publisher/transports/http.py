@@ -13,8 +13,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 import httpx
 
 from ..config import HttpConfig
-from ..digest import PREFERENCES_MARK, UNSUBSCRIBE_MARK
-from ..message import Outgoing
+from ..message import PREFERENCES_MARK, UNSUBSCRIBE_MARK, Outgoing
 from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff
 
 SKIP_HEADERS = {"Date"}  # providers stamp their own Date

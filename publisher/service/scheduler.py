@@ -6,11 +6,14 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from .config import WEEKDAYS, Config
-from .errors import PublisherError
+from ..app import App
+from ..config import Config
+from ..errors import PublisherError
 from .lease import Lease
+from .pipeline import PassReport
 
 log = logging.getLogger("publisher.serve")
 
@@ -19,34 +22,34 @@ def digest_trigger(cfg: Config):
     """A cron trigger for the digest in the site timezone: wall-clock time, so DST changes are followed."""
     from apscheduler.triggers.cron import CronTrigger
 
-    hour, minute = (int(x) for x in cfg.digest.time.split(":"))
-    day = WEEKDAYS.index(cfg.digest.day.lower()[:3])
-    return CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=cfg.tz)
+    at = cfg.digest.send_time
+    return CronTrigger(day_of_week=cfg.digest.weekday, hour=at.hour, minute=at.minute, timezone=cfg.tz)
 
 
-def describe(report) -> str:
+def describe(report: PassReport, render_digest: Callable[[PassReport], list[str]]) -> str:
     """One log line for a pass."""
     s = report.summary()
     line = (f"pass: {s['new']} new, {s['changed']} changed, {s['feeds_written']} feed file(s) written, "
             f"{s['feeds_removed']} removed, {s['held']} held, {s['rejected']} rejected")
-    if report.digest:
-        line += "; " + "; ".join(x.strip() for x in report.digest)
-    if report.digest_error:
-        line += f"; digest not sent: {report.digest_error}"
+    digest = render_digest(report)
+    if digest:
+        line += "; " + "; ".join(x.strip() for x in digest)
     return line
 
 
 class Service:
     """Runs passes on a schedule while holding the lease; at most one pass at a time."""
 
-    def __init__(self, cfg: Config, scan_seconds: float, lease_seconds: float = 60.0) -> None:
+    def __init__(self, app: App, scan_seconds: float, render_digest: Callable[[PassReport], list[str]]) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        self.cfg = cfg
+        self.app = app
+        self.cfg = cfg = app.cfg
         self.scan_seconds = scan_seconds
+        self.render_digest = render_digest
         self.stop = threading.Event()
-        self.lease = Lease(cfg.database_path, "publish serve", lease_seconds)
+        self.lease = Lease(app.open_store, "publish serve", cfg.serve.lease_seconds)
         self.run_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)}, timezone=cfg.tz,
@@ -66,9 +69,8 @@ class Service:
             return
         with self.run_lock:
             try:
-                now = datetime.now(self.cfg.tz)
-                report = run_pass(self.cfg, now, should_stop=self.stop.is_set)
-                log.info("%s: %s", why, describe(report))
+                report = run_pass(self.app, should_stop=self.stop.is_set)
+                log.info("%s: %s", why, describe(report, self.render_digest))
                 self._schedule_next_due(report)
             except PublisherError as exc:
                 log.error("%s failed: %s", why, exc)
@@ -94,11 +96,9 @@ class Service:
                                    replace_existing=True, misfire_grace_time=None)
 
     def _record_schedule(self) -> None:
-        from .state import Store
-
         jobs = {job.id: job.next_run_time.isoformat() for job in self.scheduler.get_jobs() if job.next_run_time}
         try:
-            store = Store.open(self.cfg.database_path)
+            store = self.app.open_store()
             try:
                 store.set_meta("serve_schedule", json.dumps({"owner": self.lease.owner, "jobs": jobs,
                                                              "at": datetime.now(UTC).isoformat()}))

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import quote
 
-from . import __version__
-from .config import Config
-from .posts import Post, slugify
-from .render import xml_safe
+from ..config import Config
+from ..reading.load import Rendered
+from ..reading.posts import Post, slugify
+from ..text import xml_safe
 
 FORMATS = ("atom", "rss")
 EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)  # a feed with no entries yet: fixed, so rebuilds match
 INDEX_NAME = "index.opml"
-CACHE_FORMAT = "2"  # bump when the parse cache's record layout changes
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """A post's feed HTML: the full content (or None in summary mode) and the summary."""
-
-    content: str | None
-    summary: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +65,9 @@ def plan_feeds(live: tuple[Post, ...], cfg: Config) -> list[FeedPlan]:
     ]
 
 
-def settings_signature(cfg: Config) -> str:
+def settings_signature(cfg: Config, reader_signature: str) -> str:
     """What, besides the posts, shapes a feed's bytes; a change here rebuilds every feed."""
-    parts = [__version__, CACHE_FORMAT, repr(cfg.site), repr(cfg.feeds), repr(cfg.cleanup), cfg.posts.permalink,
-             cfg.feeds_url]
+    parts = [reader_signature, repr(cfg.feeds), cfg.feeds_url]
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 
@@ -153,25 +140,3 @@ def build_index(plans: list[FeedPlan], cfg: Config) -> bytes:
                       title=xml_safe(f"{plan.title} ({kind})"), xmlUrl=plan.url, htmlUrl=cfg.site.base_url)
     ET.indent(opml)
     return ET.tostring(opml, encoding="UTF-8", xml_declaration=True) + b"\n"
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write atomically (temp file, fsync, rename) unless the file already holds exactly `data`."""
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True

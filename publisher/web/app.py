@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets as pysecrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from .config import Config
-from .errors import PublisherError
-from .message import Outgoing
-from .state import Store
-from .subscribers import SubscriberError, normalize_email
-from .tokens import Secrets, TokenError, make_token, read_token
+from ..app import App
+from ..errors import PublisherError
+from ..message import Outgoing
+from ..store.base import Store, Subscriber
+from ..subscribers import SubscriberError, normalize_email
+from ..tokens import TokenError, make_token, read_token
 
 CSRF_COOKIE = "publisher_csrf"
 SECURITY_HEADERS = {
@@ -89,21 +88,22 @@ def mask(email: str) -> str:
 class WebApp:
     """The subscription pages; every change is written to the store at once."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, app: App) -> None:
         from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-        from .digest import PACKAGE_TEMPLATES
+        from ..digest.render import PACKAGE_TEMPLATES
 
-        self.cfg = cfg
-        self.secrets = Secrets.from_env(cfg.digest.token_secret_env)
+        self.app = app
+        self.cfg = cfg = app.cfg
+        self.secrets = app.secrets
         self.text = TEXT.get(cfg.site.language.split("-")[0], TEXT["en"])
         loader = FileSystemLoader([str(cfg.root / cfg.digest.templates), str(PACKAGE_TEMPLATES)])
         self.env = Environment(loader=loader, autoescape=select_autoescape(["html", "html.j2"]))
-        Store.open(cfg.database_path).close()  # create or upgrade the store before serving
+        app.open_store().close()  # create or upgrade the store before serving
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def store(self) -> Store:
-        return Store.open(self.cfg.database_path)
+        return self.app.open_store()
 
     def page(self, status: int, title: str, **context: Any) -> HTMLResponse:
         html = self.env.get_template("web.html.j2").render(
@@ -114,11 +114,15 @@ class WebApp:
         return self.page(status, title, kind="message", text=text)
 
     def email_of(self, store: Store):
-        return lambda sid: (store.subscriber_by_id(sid) or (None, None))[1]
+        def lookup(sid: int) -> str | None:
+            sub = store.subscriber_by_id(sid)
+            return sub.email if sub else None
 
-    def subscriber(self, store: Store, token: str, purpose: str, max_age: int | None) -> tuple:
+        return lookup
+
+    def subscriber(self, store: Store, token: str, purpose: str, max_age: int | None) -> Subscriber:
         sid = read_token(self.secrets, token, purpose, self.email_of(store), max_age)
-        return store.subscriber_by_id(sid)
+        return store.subscriber_by_id(sid)  # type: ignore[return-value]
 
     def csrf_pair(self, request: Request) -> tuple[str, str]:
         """(cookie value, form value): the form value is an HMAC of the cookie, so a forged form fails."""
@@ -153,15 +157,15 @@ class WebApp:
         token = request.path_params["token"]
         store = self.store()
         try:
-            row = self.subscriber(store, token, "unsubscribe", None)
+            sub = self.subscriber(store, token, "unsubscribe", None)
             if request.method == "GET":  # link scanners prefetch: a GET only asks
                 return self.page(200, self.text["unsubscribe_title"], kind="unsubscribe",
-                                 question=self.text["unsubscribe_ask"].format(email=mask(row[1])))
+                                 question=self.text["unsubscribe_ask"].format(email=mask(sub.email)))
             await request.body()  # the one-click body (List-Unsubscribe=One-Click) or the button's form
-            if row[4] != "unsubscribed":
-                store.set_subscriber_status(row[0], "unsubscribed", datetime.now(UTC).isoformat())
+            if sub.status != "unsubscribed":
+                store.set_subscriber_status(sub.id, "unsubscribed", datetime.now(UTC).isoformat())
             return self.message(200, self.text["unsubscribe_title"],
-                                self.text["unsubscribed"].format(email=mask(row[1])))
+                                self.text["unsubscribed"].format(email=mask(sub.email)))
         except TokenError as exc:
             return self.bad_link(exc)
         finally:
@@ -201,58 +205,55 @@ class WebApp:
         _, by_client = store.confirmations_since("", self.client(request), (now - timedelta(hours=1)).isoformat())
         if by_client >= web.per_client_per_hour:
             return self.message(429, self.text["subscribe_title"], self.text["too_many"])
-        row = store.subscriber(email)
+        sub = store.subscriber(email)
         # The same answer whatever the address's state, so the page reveals nothing about who subscribes.
         will_send = by_email < web.per_address_per_day
         store.record_confirmation(email if will_send else "", self.client(request), now.isoformat())
         if will_send:
-            if row is None or row[4] != "active":
-                with store.transaction() as conn:
-                    if row is None:
-                        store.insert_subscriber(conn, email, "", chosen, "pending", now.isoformat())
-                    else:
-                        store.update_subscriber(conn, row[0], row[2], chosen, row[4], now.isoformat())
+            if sub is None:
+                store.insert_subscriber(email, "", chosen, "pending", now.isoformat())
+            elif sub.status != "active":
+                store.update_subscriber(sub.id, sub.name, chosen, sub.status, now.isoformat())
             # An address already subscribed gets its preferences link instead of a confirmation.
             await run_in_threadpool(self._send_confirmation, store.subscriber(email), now,
-                                    row is not None and row[4] == "active")
+                                    sub is not None and sub.status == "active")
         return self.message(200, self.text["subscribe_title"], self.text["check_inbox"])
 
-    def _send_confirmation(self, row: tuple, now: datetime, already: bool) -> None:
+    def _send_confirmation(self, sub: Subscriber, now: datetime, already: bool) -> None:
         from email.utils import format_datetime, make_msgid
 
-        from .message import sender_domain
-        from .transports import make_transport
+        from ..message import sender_domain
 
         cfg, t = self.cfg, self.text
         purpose, path, label = ("preferences", "preferences", t["preferences_title"]) if already else (
             "confirm", "confirm", t["confirm_button"])
-        url = f"{cfg.site.base_url}{path}/{make_token(self.secrets, row[0], row[1], purpose, int(now.timestamp()))}"
+        url = f"{cfg.site.base_url}{path}/{make_token(self.secrets, sub.id, sub.email, purpose, int(now.timestamp()))}"
         body = t["already_mail" if already else "confirm_mail"]
         text = body.format(site=cfg.site.title, url=url, hours=cfg.web.confirm_hours)
         html = self.env.get_template("web.html.j2").render(site=cfg.site, title=t["confirm_title"], t=t,
                                                           kind="mail", text=text, url=url, link_label=label)
-        message = Outgoing(0, row[1], "", cfg.digest.from_address, t["confirm_subject"].format(site=cfg.site.title),
+        message = Outgoing(0, sub.email, "", cfg.digest.from_address, t["confirm_subject"].format(site=cfg.site.title),
                            html, text, make_msgid(domain=sender_domain(cfg.digest.from_address)),
                            {"Date": format_datetime(now)})
-        transport = make_transport(cfg)
+        transport = self.app.transport()
         try:
             result = transport.send([message])[0]
         finally:
             transport.close()
         if result.status != "sent":
-            raise PublisherError(f"{row[1]}: the confirmation email was not sent ({result.error})")
+            raise PublisherError(f"{sub.email}: the confirmation email was not sent ({result.error})")
 
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
         store = self.store()
         try:
-            row = self.subscriber(store, token, "confirm", self.cfg.web.confirm_hours * 3600)
+            sub = self.subscriber(store, token, "confirm", self.cfg.web.confirm_hours * 3600)
             if request.method == "GET":
                 return self.page(200, self.text["confirm_title"], kind="confirm",
-                                 question=self.text["confirm_ask"].format(email=mask(row[1])))
-            if row[4] != "active":
-                store.set_subscriber_status(row[0], "active", datetime.now(UTC).isoformat())
-            prefs = make_token(self.secrets, row[0], row[1], "preferences")
+                                 question=self.text["confirm_ask"].format(email=mask(sub.email)))
+            if sub.status != "active":
+                store.set_subscriber_status(sub.id, "active", datetime.now(UTC).isoformat())
+            prefs = make_token(self.secrets, sub.id, sub.email, "preferences")
             return self.page(200, self.text["confirm_title"], kind="message", text=self.text["confirmed"],
                              link=f"{self.cfg.site.base_url}preferences/{prefs}")
         except TokenError as exc:
@@ -265,8 +266,8 @@ class WebApp:
         token = request.path_params["token"]
         store = self.store()
         try:
-            row = self.subscriber(store, token, "preferences", self.cfg.web.preferences_days * 86400)
-            categories = sorted(set(store.known_categories()) | set(json.loads(row[3])))
+            sub = self.subscriber(store, token, "preferences", self.cfg.web.preferences_days * 86400)
+            categories = sorted(set(store.known_categories()) | set(sub.categories))
             cookie, csrf = self.csrf_pair(request)
             saved = ""
             if request.method == "POST":
@@ -275,16 +276,15 @@ class WebApp:
                     return self.message(403, self.text["preferences_title"], self.text["bad_form"])
                 now = datetime.now(UTC).isoformat()
                 if form.get("action") == "unsubscribe":
-                    store.set_subscriber_status(row[0], "unsubscribed", now)
+                    store.set_subscriber_status(sub.id, "unsubscribed", now)
                     return self.message(200, self.text["unsubscribe_title"],
-                                        self.text["unsubscribed"].format(email=mask(row[1])))
+                                        self.text["unsubscribed"].format(email=mask(sub.email)))
                 chosen = [c for c in form.getlist("category") if c in categories]
-                with store.transaction() as conn:
-                    store.update_subscriber(conn, row[0], row[2], chosen, row[4], now)
-                row = store.subscriber_by_id(row[0])
+                store.update_subscriber(sub.id, sub.name, chosen, sub.status, now)
+                sub = store.subscriber_by_id(sub.id)  # type: ignore[assignment]
                 saved = self.text["saved"]
             response = self.page(200, self.text["preferences_title"], kind="preferences", categories=categories,
-                                 chosen=json.loads(row[3]), csrf=csrf, email=mask(row[1]), saved=saved)
+                                 chosen=list(sub.categories), csrf=csrf, email=mask(sub.email), saved=saved)
             return self.with_csrf_cookie(response, request, cookie)
         except TokenError as exc:
             return self.bad_link(exc)
@@ -299,9 +299,9 @@ class WebApp:
         return self.message(500, self.text["error"], self.text["error"])
 
 
-def create_app(cfg: Config) -> Starlette:
+def create_app(app: App) -> Starlette:
     """The ASGI application for `publish web` (and for tests)."""
-    web = WebApp(cfg)
+    web = WebApp(app)
     routes = [
         Route("/unsubscribe/{token}", web.unsubscribe, methods=["GET", "POST"]),
         Route("/subscribe", web.subscribe, methods=["GET", "POST"]),

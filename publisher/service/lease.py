@@ -6,22 +6,13 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-from .errors import PublisherError
-from .state import Store
+from ..errors import LeaseHeld, PublisherError
+from ..store.base import Store
 
 LEASE_NAME = "publisher"
-
-
-class LeaseHeld(PublisherError):
-    """Another process holds the lease."""
-
-    def __init__(self, holder: str, expires: str) -> None:
-        super().__init__(f"another publisher holds the lock: {holder} (until {expires} unless renewed); "
-                         "wait for it to finish, or stop it first")
-        self.holder = holder
 
 
 def owner_name(role: str) -> str:
@@ -45,15 +36,15 @@ def _gone(holder: str) -> bool:
 class Lease:
     """Take the lease (or raise LeaseHeld) and keep it renewed from a background thread until released."""
 
-    def __init__(self, database: Path, role: str, seconds: float = 60.0) -> None:
-        self.database, self.seconds = database, seconds
+    def __init__(self, open_store: Callable[[], Store], role: str, seconds: float = 60.0) -> None:
+        self.open_store, self.seconds = open_store, seconds
         self.owner = owner_name(role)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.held = False
 
     def _try(self) -> tuple[bool, str, str]:
-        store = Store.open(self.database)
+        store = self.open_store()
         try:
             taken, holder, expires = store.take_lease(LEASE_NAME, self.owner, datetime.now(UTC), self.seconds)
             if not taken and _gone(holder):  # a holder on this machine that was killed: no need to wait
@@ -90,7 +81,7 @@ class Lease:
             self._thread.join(timeout=5)
             self._thread = None
         if self.held:
-            store = Store.open(self.database)
+            store = self.open_store()
             try:
                 store.drop_lease(LEASE_NAME, self.owner)
             finally:

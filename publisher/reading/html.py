@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from urllib.parse import urljoin
 
-_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+from ..text import xml_safe
+
 _EXTENSIONS = ["extra", "sane_lists"]
 _URL_ATTRS = {"href", "src", "cite", "poster"}
 _FORBIDDEN_TAGS = {"script", "iframe", "style", "object", "embed", "form", "input"}
 _EXTRA_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title", "width", "height"},
                      "td": {"align"}, "th": {"align"}}
-
-
-def xml_safe(text: str) -> str:
-    """Drop characters XML 1.0 forbids (C0 controls other than tab, CR, LF; U+FFFE, U+FFFF)."""
-    return _CONTROL_RE.sub("", text)
 
 
 @lru_cache(maxsize=1)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from .cleanup import plain_text
-from .config import WEEKDAYS, Config
-from .posts import Post
-from .render import excerpt_html
+from ..config import Config
+from ..message import PREFERENCES_MARK, UNSUBSCRIBE_MARK
+from ..reading.cleanup import plain_text
+from ..reading.html import excerpt_html
+from ..reading.posts import Post
+from ..text import one_line
 
-UNSUBSCRIBE_MARK = "%%UNSUBSCRIBE_URL%%"
-PREFERENCES_MARK = "%%PREFERENCES_URL%%"
-GMAIL_CLIP_BYTES = 102 * 1024
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 LABELS = {
@@ -66,35 +65,6 @@ class RenderedDigest:
     post_count: int
 
 
-def last_slot(cfg: Config, now: datetime) -> datetime:
-    """The latest scheduled send time at or before `now`, in the site timezone (DST-safe wall-clock time)."""
-    local = now.astimezone(cfg.tz)
-    hour, minute = (int(x) for x in cfg.digest.time.split(":"))
-    weekday = WEEKDAYS.index(cfg.digest.day.lower()[:3])
-    day = local.date() - timedelta(days=(local.weekday() - weekday) % 7)
-    slot = datetime(day.year, day.month, day.day, hour, minute, tzinfo=cfg.tz)
-    if slot > local:
-        day -= timedelta(days=7)
-        slot = datetime(day.year, day.month, day.day, hour, minute, tzinfo=cfg.tz)
-    return slot
-
-
-def next_slot(cfg: Config, now: datetime) -> datetime:
-    slot = last_slot(cfg, now)
-    day = slot.date() + timedelta(days=7)
-    return datetime(day.year, day.month, day.day, slot.hour, slot.minute, tzinfo=cfg.tz)
-
-
-def period_for(cfg: Config, slot: datetime) -> tuple[datetime, datetime]:
-    """The digest period ending at `slot`: the configured number of days before it."""
-    day = slot.date() - timedelta(days=cfg.digest.period_days)
-    return datetime(day.year, day.month, day.day, slot.hour, slot.minute, tzinfo=cfg.tz), slot
-
-
-def utc_stamp(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat()
-
-
 def sections_for(posts: Iterable[DigestPost], categories: frozenset[str], other: str) -> list[Section]:
     """Posts grouped by category (each post once, under its first followed category), newest first."""
     groups: dict[str, list[DigestPost]] = {}
@@ -124,19 +94,12 @@ def _inliner():
     return css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False)
 
 
-def one_line(text: str) -> str:
-    """Header-safe text: no CR, LF or other control characters can start a new header."""
-    if text.isprintable():
-        return " ".join(text.split())
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-
-
 class DigestRenderer:
     """Renders the digest once per distinct category set; subscribers share those renders."""
 
     def __init__(self, cfg: Config, posts: list[DigestPost], start: datetime, end: datetime) -> None:
         self.cfg = cfg
-        self.posts = sorted(posts, key=lambda p: (p.date, p.key), reverse=True)[: cfg.digest.max_posts]
+        self.posts = sorted(posts, key=lambda p: (p.date, p.key), reverse=True)
         self.start, self.end = start, end
         self.labels = labels(cfg.site.language)
         self._cache: dict[frozenset[str], RenderedDigest | None] = {}

@@ -17,9 +17,9 @@ from typing import NamedTuple
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from ..config import CleanupConfig, Config
+from ..errors import Finding, PostError
 from .cleanup import clean_body, guess_title, plain_text, strip_invisible
-from .config import CleanupConfig, Config
-from .errors import Finding, PostError
 
 _DATE_RE = re.compile(
     r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})"

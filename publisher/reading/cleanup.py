@@ -7,8 +7,8 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .config import CleanupConfig
-from .errors import Finding
+from ..config import CleanupConfig
+from ..errors import Finding
 
 # Control and invisible characters that never belong in prose. Tab and newline stay; so do ZWJ/ZWNJ,
 # which emoji sequences and some scripts need.

@@ -1,0 +1,146 @@
+"""`publish` (one pass) and `publish check`."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import click
+
+from ..app import App
+from ..config import Config
+from ..errors import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, Finding
+from .common import app_of, lease, when
+
+
+def run_publish(app: App, dry_run: bool, role: str = "publish") -> int:
+    """One pass (under the lease unless it is a dry run), its report printed; the exit code."""
+    from ..service.pipeline import run_pass
+
+    if dry_run:
+        report = run_pass(app, dry_run=True)
+    else:
+        with lease(app, role):
+            report = run_pass(app)
+    click.echo("\n".join(report_lines(report, app.cfg)))
+    return pass_exit_code(report)
+
+
+def pass_exit_code(report) -> int:
+    if report.digest_error:
+        return EXIT_FAILED
+    return EXIT_ATTENTION if report.rejected else EXIT_OK
+
+
+def digest_lines(report, cfg: Config) -> list[str]:
+    """What the pass did about the weekly digest, one line each."""
+    d = report.digest
+    if d is None:
+        return []
+    at = when(d.slot, cfg)
+    if d.action == "missed":
+        return [f"Digest of {at} was missed and is older than [digest] catch_up_hours "
+                f"({cfg.digest.catch_up_hours} h): skipped"]
+    if d.action == "stale":
+        return [f"Digest of {at} was interrupted and is older than the catch-up window: left as it is "
+                "(see `publish digest --status`)"]
+    if d.action == "would-send":
+        return [f"Would send the digest of {at} ({d.posts} posts) to {d.recipients} subscriber(s); "
+                f"{d.nothing_new} with nothing new"]
+    if d.error and not d.counts:
+        return [f"Digest not sent: {d.error}"]
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(d.counts.items()))
+    lines = [f"Digest of {at}: {d.sent_now} sent now ({counts or 'no recipients'})"]
+    lines += [f"  {w}" for w in d.warnings]
+    if d.stopped:
+        lines.append("  stopped before the end: the next start resumes it")
+    if d.error:
+        lines.append(f"Digest not sent: {d.error}")
+    return lines
+
+
+def report_lines(report, cfg: Config) -> list[str]:
+    dry = report.dry_run
+    lines: list[str] = []
+    echo = lines.append
+    echo(f"{'Dry run' if dry else 'Pass'} at {when(report.now, cfg)}: {report.posts_read} post file(s) read")
+    if report.new:
+        echo(f"{'Would publish' if dry else 'Published'} {len(report.new)} new post(s):")
+        for post, post_id in report.new:
+            cats = ", ".join(post.categories) or "-"
+            echo(f"  + {when(post.date, cfg)}  [{cats}]  {post.title}  ({post.key}; id {post_id})")
+    if report.changed:
+        echo(f"{'Would update' if dry else 'Updated'} {len(report.changed)} changed post(s):")
+        for post in report.changed:
+            echo(f"  ~ {post.title}  ({post.key})")
+    feeds = report.feeds
+    if feeds.written:
+        echo(f"{'Would write' if dry else 'Wrote'} {len(feeds.written)} feed file(s):")
+        for relpath, entries in feeds.written:
+            echo(f"  > {relpath} ({entries} {'feeds' if relpath.endswith('.opml') else 'entries'})")
+    if feeds.removed:
+        echo(f"{'Would remove' if dry else 'Removed'} {len(feeds.removed)} feed file(s) with no posts left:")
+        for relpath in feeds.removed:
+            echo(f"  - {relpath}")
+    if report.held:
+        echo(f"Held {len(report.held)} post(s):")
+        for held in report.held:
+            due = f"due {when(held.due, cfg)}" if held.due else "draft (published: false or draft: true)"
+            echo(f"  · {held.post.key}  {due}  {held.post.title}")
+    if report.findings:
+        echo(f"Warnings ({len(report.findings)}); `publish check` lists every finding:")
+        for finding in report.findings:
+            echo(f"  ? {finding}")
+    if report.rejected:
+        echo(f"Rejected {len(report.rejected)} post(s):")
+        for finding in report.rejected:
+            echo(f"  ! {finding}")
+    s = report.summary()
+    echo(f"Summary: {s['new']} new, {s['feeds_written']} feed file(s) {'to write' if dry else 'written'}, "
+         f"{s['feeds_unchanged']} unchanged, {s['feeds_removed']} removed, {s['held']} held, "
+         f"{s['rejected']} rejected")
+    lines += digest_lines(report, cfg)
+    if dry:
+        echo("Dry run: nothing was written or recorded.")
+    return lines
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json prints one object with every finding, for tools.")
+@click.option("--strict", is_flag=True, help="Fail on warnings too, not only on errors.")
+@click.pass_context
+def check(ctx: click.Context, fmt: str, strict: bool) -> None:
+    """Validate every post and report each problem as path:line: severity: what — how to fix.
+
+    Reads every post file fresh (no cache), writes nothing. Errors are posts that cannot be published;
+    warnings are posts that are published but look wrong (cut off, repeated text); info lines are
+    clean-ups applied automatically.
+
+    \b
+    Example:
+        publish check
+        publish check --format json --strict
+    """
+    from ..reading.posts import ReaderSettings, read_many, scan_posts
+
+    cfg = app_of(ctx).cfg
+    settings = ReaderSettings.from_config(cfg, check_body=True)
+    sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
+    findings: list[Finding] = []
+    for _, result in read_many(sources, settings):
+        findings.extend([result] if isinstance(result, Finding) else result.findings)
+    counts = Counter(f.severity for f in findings)
+    failed = counts["error"] > 0 or (strict and counts["warning"] > 0)
+    if fmt == "json":
+        click.echo(json.dumps({"posts": len(sources), "counts": {k: counts[k] for k in ("error", "warning", "info")},
+                               "ok": not failed, "findings": [f.as_dict() for f in findings]},
+                              ensure_ascii=False, indent=2))
+    else:
+        for finding in findings:
+            click.echo(str(finding))
+            if finding.detail:
+                click.echo("".join(f"    {line}\n" for line in finding.detail.splitlines()), nl=False)
+        click.echo(f"{len(sources)} post(s) checked: {counts['error']} error(s), {counts['warning']} warning(s), "
+                   f"{counts['info']} clean-up(s)")
+    ctx.exit(EXIT_ATTENTION if failed else EXIT_OK)

@@ -1,0 +1,117 @@
+"""`publish serve`, `publish status` and `publish web`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+
+import click
+
+from .common import app_of, open_store, when
+from .digest import status_lines
+from .publish import digest_lines, run_publish
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one pass (publish, feeds, digest when due) and exit: for cron.")
+@click.option("--scan-interval", type=float, default=None, metavar="SECONDS",
+              help="Seconds between scans of the posts folder (default: [serve] scan_interval).")
+@click.pass_context
+def serve(ctx: click.Context, once: bool, scan_interval: float | None) -> None:
+    """Run as a service: publish posts the moment they come due and send the digest on time.
+
+    Scans the posts folder every --scan-interval seconds, publishes each future-dated post at its exact
+    due time, and sends the weekly digest at [digest] day and time in the site timezone. On start it
+    publishes what came due while it was down and sends a missed digest once (within [digest]
+    catch_up_hours). Only one publisher runs at a time: a second one waits, saying which process holds
+    the lock. SIGTERM or SIGINT finishes the message in flight, records it, and exits 0. With --once it
+    runs one pass like `publish`, with the same output and exit codes.
+
+    \b
+    Example:
+        publish serve
+        publish serve --once      # from cron
+    """
+    from ..service.scheduler import Service
+
+    app = app_of(ctx)
+    if once:
+        ctx.exit(run_publish(app, dry_run=False, role="publish serve --once"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    service = Service(app, scan_interval or app.cfg.serve.scan_interval,
+                      lambda report: digest_lines(report, app.cfg))
+    service.serve_forever()
+
+
+@click.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show the service and its schedule, the last runs, held posts, and the last digest's ledger.
+
+    \b
+    Example:
+        publish status
+    """
+    from ..digest.schedule import next_slot
+    from ..errors import PublisherError
+    from ..service.pipeline import run_pass
+    from ..service.scheduler import is_stale
+
+    app, store = open_store(ctx, readonly=True)
+    cfg = app.cfg
+    lease = store.lease("publisher")
+    running = lease is not None and not is_stale(lease.expires, 0)
+    if lease is not None and running:
+        click.echo(f"Running: {lease.owner} (lock renewed until {when(datetime.fromisoformat(lease.expires), cfg)})")
+    else:
+        click.echo("Running: no publisher holds the lock now")
+    schedule = store.get_meta("serve_schedule")
+    if schedule and running:
+        for job, at in sorted(json.loads(schedule)["jobs"].items()):
+            click.echo(f"  next {job}: {when(datetime.fromisoformat(at), cfg)}")
+    click.echo(f"Next digest time: {when(next_slot(cfg, app.now()), cfg)} ({cfg.digest.day} {cfg.digest.time}, "
+               f"{cfg.site.timezone}){'' if cfg.digest.enabled else ' — disabled'}")
+    for kind in ("publish", "digest"):
+        last = store.last_run(kind)
+        if last:
+            summary = ", ".join(f"{k} {v}" for k, v in last.summary.items())
+            click.echo(f"Last {kind} run: {when(last.finished, cfg)}: {summary}")
+        else:
+            click.echo(f"Last {kind} run: never")
+    try:
+        report = run_pass(app, dry_run=True, store=store, with_digest=False)
+    except PublisherError as exc:
+        click.echo(f"Held posts: unknown ({exc})")
+    else:
+        click.echo(f"Held posts: {len(report.held)}")
+        for held in report.held:
+            due = f"due {when(held.due, cfg)}" if held.due else "draft"
+            click.echo(f"  · {held.post.key}  {due}  {held.post.title}")
+    status_lines(store)
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default: [web] host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: [web] port).")
+@click.pass_context
+def web(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the subscription pages: one-click unsubscribe, sign-up with double opt-in, preferences.
+
+    Run it behind your web server so that base_url + unsubscribe/, preferences/, subscribe and confirm/
+    reach it. Links are signed with the secret in [digest] token_secret_env.
+
+    \b
+    Example:
+        publish web --port 8080
+    """
+    import uvicorn
+
+    from ..web import create_app
+
+    app = app_of(ctx)
+    asgi = create_app(app)
+    cfg = app.cfg
+    uvicorn.run(asgi, host=host or cfg.web.host, port=port or cfg.web.port, proxy_headers=cfg.web.trust_forwarded,
+                server_header=False, log_level="info")

@@ -1,0 +1,135 @@
+"""`publish subscribers …`: add, remove, list, import and export digest subscribers."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_ATTENTION, EXIT_OK, UsageError
+from .common import Failed, open_store
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage digest subscribers (stored in the state database).
+
+    \b
+    Example:
+        publish subscribers add reader@example.com --name "読者" --category 投資分析
+        publish subscribers import subscribers.csv
+        publish subscribers list --status active
+    """
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--category", "categories", multiple=True, help="A category to follow (repeat); none means all.")
+@click.option("--resubscribe", is_flag=True, help="Re-activate an address that unsubscribed or bounced.")
+@click.pass_context
+def subscribers_add(ctx: click.Context, email: str, name: str, categories: tuple[str, ...], resubscribe: bool) -> None:
+    """Add a subscriber, or update their name and categories.
+
+    \b
+    Example:
+        publish subscribers add reader@example.com --name "読者" --category 半導体
+    """
+    from ..subscribers import add_subscriber, parse_categories
+
+    _, store = open_store(ctx)
+    try:
+        outcome = add_subscriber(store, email, name, parse_categories(categories), _stamp(), resubscribe)
+    except UsageError as exc:
+        raise Failed(f"{email}: {exc}", exc.exit_code) from None
+    if outcome in ("unsubscribed", "bounced"):
+        raise Failed(f"{email}: this address is {outcome}; add --resubscribe only if the person asked to "
+                     "subscribe again", EXIT_ATTENTION)
+    click.echo(f"{email}: {outcome}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--purge", is_flag=True, help="Delete the record entirely instead of marking it unsubscribed.")
+@click.pass_context
+def subscribers_remove(ctx: click.Context, email: str, purge: bool) -> None:
+    """Unsubscribe an address (kept as unsubscribed so no import brings it back).
+
+    \b
+    Example:
+        publish subscribers remove reader@example.com
+    """
+    from ..subscribers import remove_subscriber
+
+    _, store = open_store(ctx)
+    try:
+        found = remove_subscriber(store, email, _stamp(), purge)
+    except UsageError as exc:
+        raise Failed(f"{email}: {exc}", exc.exit_code) from None
+    if not found:
+        raise Failed(f"{email}: no such subscriber", EXIT_ATTENTION)
+    click.echo(f"{email}: {'deleted' if purge else 'unsubscribed'}")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced", "pending"]), default=None)
+@click.pass_context
+def subscribers_list(ctx: click.Context, status: str | None) -> None:
+    """List subscribers: address, status, categories, name.
+
+    \b
+    Example:
+        publish subscribers list --status active
+    """
+    _, store = open_store(ctx, readonly=True)
+    count = 0
+    for sub in store.subscribers(status):
+        click.echo(f"{sub.email}\t{sub.status}\t{', '.join(sub.categories) or '(all)'}\t{sub.name}")
+        count += 1
+    click.echo(f"{count} subscriber(s)", err=True)
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.pass_context
+def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
+    """Import a CSV with a header row: email[,name][,categories separated by ';'].
+
+    Bad rows are reported by line and skipped; good rows are kept. Importing the same file again changes
+    nothing, and an import never re-subscribes an address that unsubscribed.
+
+    \b
+    Example:
+        publish subscribers import subscribers.csv
+    """
+    from ..subscribers import import_csv
+
+    _, store = open_store(ctx)
+    report = import_csv(store, csv_file, _stamp())
+    for error in report.errors:
+        click.echo(error)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing imported"
+    click.echo(f"{csv_file}: {counts}; {len(report.errors)} bad row(s)")
+    ctx.exit(EXIT_ATTENTION if report.errors else EXIT_OK)
+
+
+@subscribers.command("export")
+@click.pass_context
+def subscribers_export(ctx: click.Context) -> None:
+    """Write every subscriber as CSV to standard output.
+
+    \b
+    Example:
+        publish subscribers export > subscribers.csv
+    """
+    from ..subscribers import export_csv
+
+    _, store = open_store(ctx, readonly=True)
+    count = export_csv(store, sys.stdout)
+    click.echo(f"{count} subscriber(s) exported", err=True)

@@ -1,0 +1,1 @@
+"""The weekly digest: schedule → job (period, posts, renderer) → messages → delivery through the ledger."""

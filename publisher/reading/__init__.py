@@ -1,0 +1,1 @@
+"""Reading: post files → `Post` values (front matter, dates, clean-ups, HTML), with a parse cache."""

@@ -1,0 +1,213 @@
+"""The one orchestrator: read → select → feeds → record → digest. The CLI and the scheduler both call
+`run_pass`; it returns a report (data) that they render."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ..app import App
+from ..errors import ConfigError, Finding, PublisherError
+from ..feeds.build import settings_signature
+from ..feeds.update import FeedChanges, feeds_intact, update_feeds
+from ..reading.load import decode_record, load_posts, reader_signature, render_posts
+from ..reading.posts import Post, ReaderSettings, SourceFile, scan_posts
+from ..selection import Held, mint_post_id, select_posts
+from ..store.base import NewPublished, Store
+
+
+@dataclass(slots=True)
+class ScheduledDigest:
+    """What a pass did about the weekly digest."""
+
+    slot: datetime
+    action: str  # "sent", "would-send", "missed" (too late, skipped) or "stale" (interrupted, too late)
+    sent_now: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    recipients: int = 0  # would-send: messages; posts: the digest's posts
+    nothing_new: int = 0
+    posts: int = 0
+    warnings: list[str] = field(default_factory=list)
+    stopped: bool = False
+    error: str = ""
+
+
+@dataclass(slots=True)
+class PassReport:
+    """What one pass did (or, in a dry run, would do)."""
+
+    now: datetime
+    dry_run: bool
+    posts_read: int = 0
+    new: list[tuple[Post, str]] = field(default_factory=list)
+    changed: list[Post] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
+    rejected: list[Finding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    feeds: FeedChanges = field(default_factory=FeedChanges)
+    digest: ScheduledDigest | None = None
+
+    @property
+    def digest_error(self) -> str:
+        return self.digest.error if self.digest else ""
+
+    def summary(self) -> dict[str, int]:
+        return {"new": len(self.new), "changed": len(self.changed), "feeds_written": len(self.feeds.written),
+                "feeds_removed": len(self.feeds.removed), "feeds_unchanged": self.feeds.unchanged,
+                "held": len(self.held), "rejected": len(self.rejected), "posts": self.posts_read}
+
+
+def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_digest: bool = True,
+             should_stop: Callable[[], bool] = lambda: False) -> PassReport:
+    """One publishing pass at `app.now()`: publish what came due, rebuild changed feeds, record it, and send
+    the weekly digest when its time has come."""
+    cfg = app.cfg
+    now = app.now()
+    own_store = store is None
+    if store is None:
+        store = app.open_store(readonly=dry_run)
+    try:
+        report = _run(app, now, dry_run, store)
+        if not dry_run:
+            store.purge_pending((now - timedelta(hours=cfg.web.confirm_hours)).astimezone(UTC).isoformat())
+        if with_digest and cfg.digest.enabled:
+            report.digest = scheduled_digest(app, store, now, dry_run, should_stop)
+        return report
+    except OSError as exc:
+        raise PublisherError(f"{exc.filename or cfg.feeds_dir}: {exc.strerror}",
+                             "check that the feeds folder is writable") from None
+    finally:
+        if own_store:
+            store.close()
+
+
+def _snapshot(sources: list[SourceFile], signature: str) -> str:
+    """A digest of every post file's path, size and mtime plus the settings: equal means nothing changed."""
+    digest = hashlib.blake2b(signature.encode(), digest_size=16)
+    digest.update(marshal.dumps([tuple(s[:1]) + tuple(s[2:]) for s in sources]))
+    return digest.hexdigest()
+
+
+def _quick_pass(app: App, store: Store, snapshot: str, now: datetime, report: PassReport) -> bool:
+    """Answer a pass from the last one when no file, setting or feed changed and no held post came due."""
+    last = store.get_meta("last_pass")
+    if last is None:
+        return False
+    last = json.loads(last)
+    if last["snapshot"] != snapshot or (last["next_due"] and now >= datetime.fromisoformat(last["next_due"])):
+        return False
+    intact, count = feeds_intact(app.cfg, store)
+    if not intact:
+        return False
+    records = store.cached_records(last["held"] + last["rejected"])
+    if len(records) != len(last["held"]) + len(last["rejected"]):
+        return False
+    for key in last["held"]:
+        post = decode_record(records[key])
+        assert isinstance(post, Post)
+        report.held.append(Held(post, None if post.draft else post.date))
+    report.rejected = [decode_record(records[key]) for key in last["rejected"]]  # type: ignore[misc]
+    report.feeds.unchanged = count
+    return True
+
+
+def _remember_pass(store: Store, snapshot: str, report: PassReport, rejected_keys: list[str]) -> None:
+    due = [h.due for h in report.held if h.due is not None]
+    store.set_meta("last_pass", json.dumps({
+        "snapshot": snapshot, "next_due": min(due).isoformat() if due else None,
+        "held": [h.post.key for h in report.held], "rejected": rejected_keys}))
+
+
+def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
+    cfg = app.cfg
+    started = datetime.now(cfg.tz)
+    report = PassReport(now=now, dry_run=dry_run)
+    reader_sig = reader_signature(cfg)
+    signature = settings_signature(cfg, reader_sig)
+    if not cfg.posts_dir.is_dir():  # a typo here must not empty every feed
+        raise ConfigError(cfg.source, "posts.folder", f"{cfg.posts_dir} is not a folder; create it or fix the path")
+    sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
+    report.posts_read = len(sources)
+    snapshot = _snapshot(sources, signature)
+    if _quick_pass(app, store, snapshot, now, report):
+        if not dry_run:
+            store.record_run("publish", started, datetime.now(cfg.tz), report.summary())
+        return report
+    settings = ReaderSettings.from_config(cfg)
+    loaded = load_posts(settings, store, sources, reader_sig)
+    report.rejected = loaded.rejected
+    if not dry_run and (loaded.fresh or loaded.gone or store.get_meta("reader_signature") != reader_sig):
+        store.save_cache(loaded.fresh, loaded.gone)
+        store.set_meta("reader_signature", reader_sig)
+    published = store.published()
+    selection = select_posts(loaded.posts, published, now)
+    report.held = list(selection.held)
+    report.changed = list(selection.changed)
+    report.findings = [f for p in selection.new for f in p.findings if f.severity != "info"]
+    ids = {key: rec.post_id for key, rec in published.items()}
+    taken = set(ids.values())
+    for post in selection.new:
+        post_id = mint_post_id(post, cfg.site.base_url, taken)
+        taken.add(post_id)
+        ids[post.key] = post_id
+        report.new.append((post, post_id))
+
+    def render(posts: list[Post]):
+        return render_posts(settings, str(cfg.posts_dir), posts, cfg.feeds.content == "full")
+
+    report.feeds = update_feeds(cfg, store, selection.live, ids, signature, render, dry_run)
+    if dry_run:
+        return report
+    with store.transaction():
+        store.record_published(NewPublished(p.key, pid, now, p.content_hash, p.title, p.url, p.categories)
+                               for p, pid in report.new)
+        store.update_published(NewPublished(p.key, ids[p.key], now, p.content_hash, p.title, p.url, p.categories)
+                               for p in report.changed)
+    store.save_feeds(report.feeds.records, report.feeds.removed_relpaths)
+    rejected_paths = {f.path for f in report.rejected}
+    rejected_keys = [s.key for s in sources if s.path in rejected_paths]
+    _remember_pass(store, snapshot, report, rejected_keys)
+    store.record_run("publish", started, datetime.now(cfg.tz), report.summary())
+    return report
+
+
+def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
+                     should_stop: Callable[[], bool] = lambda: False) -> ScheduledDigest | None:
+    """Send the digest of the latest slot if it is due, not yet done, and within the catch-up window."""
+    from ..digest.schedule import last_slot, period_for, utc_stamp
+
+    cfg = app.cfg
+    slot = last_slot(cfg, now)
+    existing = store.digest_for(utc_stamp(period_for(cfg, slot)[1]))
+    if existing and existing.status in ("done", "missed"):
+        return None
+    if not existing and not store.count_subscribers().get("active"):
+        return None
+    if now - slot > timedelta(hours=cfg.digest.catch_up_hours):
+        if existing:
+            return ScheduledDigest(slot, "stale")
+        if not dry_run:
+            start, end = period_for(cfg, slot)
+            store.mark_missed(utc_stamp(start), utc_stamp(end), utc_stamp(now))
+        return ScheduledDigest(slot, "missed")
+    # only when a digest is due: most passes never import the digest stage
+    from ..digest.delivery import send_digest
+    from ..digest.job import prepare_digest
+    from ..digest.preview import dry_run_digest
+
+    try:
+        if dry_run:
+            dry = dry_run_digest(cfg, store, prepare_digest(cfg, store, slot), app.preview_secrets, now)
+            return ScheduledDigest(slot, "would-send", recipients=dry.recipients, nothing_new=dry.nothing_new,
+                                   posts=len(dry.job.posts))
+        started = datetime.now(UTC)
+        result = send_digest(cfg, store, app.secrets, app.transport, now, slot, should_stop=should_stop)
+        store.record_run("digest", started, datetime.now(UTC), {"sent": result.sent_now, **result.counts})
+    except PublisherError as exc:
+        return ScheduledDigest(slot, "sent", error=str(exc))
+    return ScheduledDigest(slot, "sent", result.sent_now, result.counts, posts=len(result.job.posts),
+                           warnings=result.warnings, stopped=result.stopped, error=result.error)

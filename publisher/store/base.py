@@ -1,0 +1,193 @@
+"""The store as a port: typed rows and the methods the rest of the code calls; no connection leaves a store.
+
+Host-local facts (the parse cache, the feed files this host wrote, settings of the last pass) are kept
+apart from shared facts (published posts and their ids, subscribers, digests, the send ledger, leases,
+runs), so a shared database can serve several hosts while each keeps its own cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+LEDGER_STATES = ("pending", "sending", "sent", "failed", "unknown", "skipped")
+SUBSCRIBER_STATES = ("active", "unsubscribed", "bounced", "pending")
+
+
+class Published(NamedTuple):
+    """A post as first published: its permanent id, first publication time (ISO 8601 UTC) and content hash."""
+
+    key: str
+    post_id: str
+    first_published: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewPublished:
+    key: str
+    post_id: str
+    first_published: datetime
+    content_hash: str
+    title: str
+    url: str
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPost:
+    """What the store keeps of a published post for the digest and the subscription pages."""
+
+    key: str
+    title: str
+    url: str
+    categories: tuple[str, ...]
+    first_published: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRecord:
+    path: str
+    fingerprint: str
+    size: int
+    mtime_ns: int
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    categories: tuple[str, ...]
+    status: str
+    joined: str
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    id: int
+    period_start: str
+    period_end: str
+    subject: str
+    posts: tuple[str, ...]
+    status: str  # sending, done or missed
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """A pending ledger row with its subscriber as they are now (status 'deleted' if the row is gone)."""
+
+    subscriber: Subscriber
+    attempts: int
+    message_id: str | None
+    batch_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The state a ledger row moves to, with the provider's id or the error."""
+
+    subscriber_id: int
+    state: str
+    provider_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    email: str
+    state: str
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    owner: str
+    expires: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    finished: datetime
+    summary: dict
+
+
+class LocalStore(Protocol):
+    """Facts about this host's files: kept next to the files they describe."""
+
+    def get_meta(self, name: str) -> str | None: ...
+    def set_meta(self, name: str, value: str) -> None: ...
+    def cached_posts(self) -> dict[str, tuple[int, int, bytes]]: ...
+    def cached_records(self, keys: list[str]) -> dict[str, bytes]: ...
+    def save_cache(self, rows: Iterable[tuple[str, int, int, bytes]], gone: Iterable[str]) -> None: ...
+    def feed_files(self) -> dict[str, FeedRecord]: ...
+    def save_feeds(self, records: Iterable[FeedRecord], removed: Iterable[str]) -> None: ...
+
+
+class SharedStore(Protocol):
+    """Facts every host shares: posts and their ids, subscribers, digests, the ledger, leases, runs."""
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    # published posts
+    def published(self) -> dict[str, Published]: ...
+    def record_published(self, rows: Iterable[NewPublished]) -> None: ...
+    def update_published(self, rows: Iterable[NewPublished]) -> None: ...
+    def published_between(self, start: datetime, end: datetime) -> list[PublishedPost]: ...
+    def published_posts(self, keys: list[str]) -> dict[str, PublishedPost]: ...
+    def known_categories(self) -> list[str]: ...
+
+    # runs
+    def record_run(self, kind: str, started: datetime, finished: datetime, summary: dict) -> None: ...
+    def last_run(self, kind: str) -> RunInfo | None: ...
+
+    # subscribers
+    def subscriber(self, email: str) -> Subscriber | None: ...
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None: ...
+    def insert_subscriber(self, email: str, name: str, categories: Iterable[str], status: str,
+                          now: str) -> Subscriber: ...
+    def update_subscriber(self, subscriber_id: int, name: str, categories: Iterable[str], status: str,
+                          now: str) -> None: ...
+    def set_subscriber_status(self, subscriber_id: int, status: str, now: str) -> None: ...
+    def delete_subscriber(self, subscriber_id: int) -> None: ...
+    def subscribers(self, status: str | None = None) -> Iterator[Subscriber]: ...
+    def count_subscribers(self) -> dict[str, int]: ...
+    def purge_pending(self, before: str) -> int: ...
+
+    # digests and the send ledger
+    def digest_for(self, period_end: str) -> Digest | None: ...
+    def latest_digest(self) -> Digest | None: ...
+    def create_digest(self, start: str, end: str, subject: str, keys: list[str], now: str) -> Digest: ...
+    def mark_missed(self, start: str, end: str, now: str) -> None: ...
+    def forget_missed(self, period_end: str) -> None: ...
+    def finish_digest(self, digest_id: int) -> None: ...
+    def recover_sending(self, digest_id: int, idempotent: bool, now: str) -> int: ...
+    def pending_entries(self, digest_id: int, after: int, limit: int) -> list[LedgerEntry]: ...
+    def mark_sending(self, digest_id: int, rows: list[tuple[int, str, str]], now: str) -> None: ...
+    def settle(self, digest_id: int, outcomes: list[Outcome], now: str) -> None: ...
+    def ledger_counts(self, digest_id: int) -> dict[str, int]: ...
+    def ledger_problems(self, digest_id: int, limit: int = 1000) -> list[Problem]: ...
+    def skip_reasons(self, digest_id: int) -> dict[str, int]: ...
+
+    # leases
+    def take_lease(self, name: str, owner: str, now: datetime, seconds: float,
+                   dead_owner: str | None = None) -> tuple[bool, str, str]: ...
+    def drop_lease(self, name: str, owner: str) -> None: ...
+    def lease(self, name: str) -> LeaseInfo | None: ...
+
+    # sign-up confirmations (rate limits)
+    def confirmations_since(self, email: str, client: str, since: str) -> tuple[int, int]: ...
+    def record_confirmation(self, email: str, client: str, now: str) -> None: ...
+
+
+class Store(LocalStore, SharedStore, Protocol):
+    """Everything a run needs; `close()` releases the connections."""
+
+    readonly: bool
+
+    def close(self) -> None: ...
