@@ -7,11 +7,14 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config
-from .store import Store, open_store
-from .tokens import Secrets
-from .transports.base import Transport
+
+if TYPE_CHECKING:  # imported where used: a pass with nothing to do never loads the mail or token code
+    from .store import Store
+    from .tokens import Secrets
+    from .transports.base import Transport
 
 
 class App:
@@ -43,11 +46,15 @@ class App:
         return app
 
     def open_store(self, readonly: bool = False) -> Store:
+        from .store import open_store
+
         return open_store(self.cfg, readonly=readonly)
 
     @cached_property
     def secrets(self) -> Secrets:
         """The secrets that sign subscriber links; required to send or serve pages."""
+        from .tokens import Secrets
+
         return Secrets.from_env(self.cfg.digest.token_secret_env)
 
     @property
@@ -55,6 +62,8 @@ class App:
         """The real secrets when set, else a preview-only secret (links in previews then do not verify)."""
         if "secrets" in self.__dict__:
             return self.__dict__["secrets"]
+        from .tokens import Secrets
+
         return Secrets.from_env(self.cfg.digest.token_secret_env, required=False)
 
     def transport(self) -> Transport:

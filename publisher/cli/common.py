@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..app import App
 from ..config import Config, load_config
 from ..errors import EXIT_FAILED, PublisherError, UsageError
-from ..store import Store
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..store import Store
 
 EXIT_CODES_HELP = """Exit codes: 0 done; 1 done, but something needs a look (posts rejected, recipients failed or
 unknown, bad rows); 2 usage, config.toml or input error; 3 the run could not complete (state database,
@@ -41,6 +44,8 @@ class PublisherGroup(click.Group):
 
 def app_of(ctx: click.Context) -> App:
     """The app for this invocation: config read once, the clock fixed by --now when given."""
+    from ..app import App
+
     obj = ctx.find_root().obj
     if "app" not in obj:
         path: Path = obj["config_path"]

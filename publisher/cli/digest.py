@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..app import App
-from ..config import Config
 from ..errors import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, UsageError
-from ..store.base import Problem, Store
 from .common import Failed, lease, open_store, when
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..config import Config
+    from ..store.base import Problem, Store
 
 
 @click.command()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import click
 
-from ..app import App
-from ..config import Config
 from ..errors import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, Finding
 from .common import app_of, lease, when
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..config import Config
 
 
 def run_publish(app: App, dry_run: bool, role: str = "publish") -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from datetime import datetime
 
@@ -34,6 +33,8 @@ def serve(ctx: click.Context, once: bool, scan_interval: float | None) -> None:
         publish serve
         publish serve --once      # from cron
     """
+    import logging
+
     from ..service.scheduler import Service
 
     app = app_of(ctx)

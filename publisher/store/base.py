@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
+
+# Rows are NamedTuples: typed, immutable, and cheap to define (a pass with nothing new imports this module).
 
 LEDGER_STATES = ("pending", "sending", "sent", "failed", "unknown", "skipped")
 SUBSCRIBER_STATES = ("active", "unsubscribed", "bounced", "pending")
@@ -26,8 +27,7 @@ class Published(NamedTuple):
     content_hash: str
 
 
-@dataclass(frozen=True, slots=True)
-class NewPublished:
+class NewPublished(NamedTuple):
     key: str
     post_id: str
     first_published: datetime
@@ -37,8 +37,7 @@ class NewPublished:
     categories: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PublishedPost:
+class PublishedPost(NamedTuple):
     """What the store keeps of a published post for the digest and the subscription pages."""
 
     key: str
@@ -48,8 +47,7 @@ class PublishedPost:
     first_published: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class FeedRecord:
+class FeedRecord(NamedTuple):
     path: str
     fingerprint: str
     size: int
@@ -57,8 +55,7 @@ class FeedRecord:
     entries: int
 
 
-@dataclass(frozen=True, slots=True)
-class Subscriber:
+class Subscriber(NamedTuple):
     id: int
     email: str
     name: str
@@ -67,8 +64,7 @@ class Subscriber:
     joined: str
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
+class Digest(NamedTuple):
     id: int
     period_start: str
     period_end: str
@@ -77,8 +73,7 @@ class Digest:
     status: str  # sending, done or missed
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     """A pending ledger row with its subscriber as they are now (status 'deleted' if the row is gone)."""
 
     subscriber: Subscriber
@@ -87,8 +82,7 @@ class LedgerEntry:
     batch_key: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The state a ledger row moves to, with the provider's id or the error."""
 
     subscriber_id: int
@@ -97,22 +91,19 @@ class Outcome:
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(NamedTuple):
     email: str
     state: str
     attempts: int
     error: str
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
+class LeaseInfo(NamedTuple):
     owner: str
     expires: str
 
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
+class RunInfo(NamedTuple):
     finished: datetime
     summary: dict
 
