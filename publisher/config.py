@@ -145,6 +145,22 @@ class WebConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    max_body: int = 1_000_000
+    max_age: float = 300.0
+    postmark_username: str = "postmark"
+    postmark_password_env: str = "PUBLISHER_POSTMARK_WEBHOOK_PASSWORD"
+    sendgrid_key_env: str = "PUBLISHER_SENDGRID_WEBHOOK_KEY"
+    mailgun_key_env: str = "PUBLISHER_MAILGUN_SIGNING_KEY"
+    resend_secret_env: str = "PUBLISHER_RESEND_WEBHOOK_SECRET"
+    generic_secret_env: str = "PUBLISHER_WEBHOOK_SECRET"
+    sns_topic_arns: tuple[str, ...] = ()
+    sns_max_age: float = 3600.0
+    sns_cert_hosts: str = r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$"
+    sns_ca_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; paths are resolved against the folder holding config.toml."""
 
@@ -160,6 +176,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     source: str = "config.toml"
     tz: ZoneInfo = field(default=ZoneInfo("UTC"), init=False, repr=False)  # parsed once from site.timezone
 
@@ -213,6 +230,7 @@ SECTIONS: dict[str, type] = {
     "outbox": OutboxConfig,
     "serve": ServeConfig,
     "web": WebConfig,
+    "webhooks": WebhooksConfig,
 }
 TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "file")
 REQUIRED_SECTIONS = ("site",)
@@ -299,6 +317,7 @@ def _validate(source: str, cfg: Config) -> None:
         except re.error as exc:
             raise ConfigError(source, f"cleanup.marker_patterns[{i}]", f"is not a valid regex: {exc}") from None
     _validate_digest(source, cfg)
+    _validate_webhooks(source, cfg.webhooks, cfg.root)
     for category, slug in cfg.feeds.category_slugs.items():
         if not slug or "/" in slug or slug in (".", ".."):
             raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is not a usable slug")
@@ -332,6 +351,24 @@ def _validate_digest(source: str, cfg: Config) -> None:
         raise ConfigError(source, "smtp.security", f"must be starttls, tls or none, not {cfg.smtp.security!r}")
     if d.transport == "mailgun" and not cfg.http.domain:
         raise ConfigError(source, "http.domain", "is needed for Mailgun: the sending domain, e.g. mg.example.com")
+
+
+def _validate_webhooks(source: str, w: WebhooksConfig, root: Path) -> None:
+    if w.max_body < 1024:
+        raise ConfigError(source, "webhooks.max_body", "must be at least 1024 bytes")
+    for key in ("max_age", "sns_max_age"):
+        if getattr(w, key) < 1:
+            raise ConfigError(source, f"webhooks.{key}", "must be at least 1 second")
+    try:
+        re.compile(w.sns_cert_hosts)
+    except re.error as exc:
+        raise ConfigError(source, "webhooks.sns_cert_hosts", f"is not a valid regex: {exc}") from None
+    for i, arn in enumerate(w.sns_topic_arns):
+        if not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}", arn):
+            raise ConfigError(source, f"webhooks.sns_topic_arns[{i}]",
+                              f"{arn!r} is not an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:ses-events")
+    if w.sns_ca_file and not (root / w.sns_ca_file).is_file():
+        raise ConfigError(source, "webhooks.sns_ca_file", f"{w.sns_ca_file!r} is not a file")
 
 
 def load_config(path: str | Path) -> Config:
