@@ -122,6 +122,18 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SesConfig:
+    region: str = ""
+    endpoint_url: str = ""
+    profile: str = ""
+    configuration_set: str = ""
+    timeout: float = 30.0
+    retries: int = 4
+    retry_delay: float = 1.0
+    max_retry_wait: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxConfig:
     folder: str = "outbox"
 
@@ -173,6 +185,7 @@ class Config:
     digest: DigestConfig = field(default_factory=DigestConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    ses: SesConfig = field(default_factory=SesConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     web: WebConfig = field(default_factory=WebConfig)
@@ -227,12 +240,13 @@ SECTIONS: dict[str, type] = {
     "digest": DigestConfig,
     "smtp": SmtpConfig,
     "http": HttpConfig,
+    "ses": SesConfig,
     "outbox": OutboxConfig,
     "serve": ServeConfig,
     "web": WebConfig,
     "webhooks": WebhooksConfig,
 }
-TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "file")
+TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "ses", "file")
 REQUIRED_SECTIONS = ("site",)
 
 
@@ -349,6 +363,10 @@ def _validate_digest(source: str, cfg: Config) -> None:
         raise ConfigError(source, "serve.scan_interval", "must be at least 1 second (lease_seconds at least 5)")
     if cfg.smtp.security not in ("starttls", "tls", "none"):
         raise ConfigError(source, "smtp.security", f"must be starttls, tls or none, not {cfg.smtp.security!r}")
+    if cfg.ses.endpoint_url and urlsplit(cfg.ses.endpoint_url).scheme not in ("http", "https"):
+        raise ConfigError(source, "ses.endpoint_url", "must be an http(s) URL or empty (the region's SES endpoint)")
+    if cfg.ses.retries < 0 or cfg.ses.timeout <= 0:
+        raise ConfigError(source, "ses.retries", "must be 0 or more (and [ses] timeout above 0)")
     if d.transport == "mailgun" and not cfg.http.domain:
         raise ConfigError(source, "http.domain", "is needed for Mailgun: the sending domain, e.g. mg.example.com")
 

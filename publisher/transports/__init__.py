@@ -13,6 +13,10 @@ def make_transport(cfg: Config, name: str | None = None) -> Transport:
         from .smtp import SMTPTransport
 
         return SMTPTransport(cfg.smtp)
+    if name == "ses":
+        from .ses import SESTransport
+
+        return SESTransport(cfg.ses)
     if name == "file":
         from .file import FileTransport
 
