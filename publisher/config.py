@@ -84,6 +84,10 @@ class DigestConfig:
     concurrency: int = 1
     max_attempts: int = 5
     sample_recipients: tuple[str, ...] = ()
+    sender_name: str = ""
+    postal_address: str = ""
+    signing_domain: str = ""
+    archive: bool = True
     # Parsed once from `day` and `time` (left at these defaults when invalid: validation reports them).
     weekday: int = field(default=0, init=False, repr=False)
     send_time: Time = field(default=Time(8, 0), init=False, repr=False)
@@ -348,6 +352,9 @@ def _validate_digest(source: str, cfg: Config) -> None:
     for key in ("period_days", "max_posts", "concurrency", "max_attempts"):
         if getattr(d, key) < 1:
             raise ConfigError(source, f"digest.{key}", "must be at least 1")
+    if d.signing_domain and not re.fullmatch(r"(?i)[a-z0-9-]+(\.[a-z0-9-]+)+", d.signing_domain):
+        raise ConfigError(source, "digest.signing_domain", f"must be a domain name like news.example.jp, not "
+                          f"{d.signing_domain!r}")
     if d.rate < 0:
         raise ConfigError(source, "digest.rate", "must be 0 (no limit) or a positive number of messages per second")
     for key, url in (("unsubscribe_url", cfg.unsubscribe_url), ("preferences_url", cfg.preferences_url)):

@@ -26,9 +26,9 @@ def ses_site(digest_site, httpserver, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     digest_site.set_config('transport = "file"', 'transport = "ses"')
-    with digest_site.config.open("a", encoding="utf-8") as fh:
-        fh.write(f'\n[ses]\nregion = "ap-northeast-1"\nendpoint_url = "{httpserver.url_for("/").rstrip("/")}"\n'
-                 'configuration_set = "digest-events"\nretries = 2\nretry_delay = 0.01\n')
+    section = digest_site.config.read_text(encoding="utf-8").split("\n[ses]\n")[1].split("[outbox]")[0]
+    digest_site.set_config(section, f'\nregion = "ap-northeast-1"\nendpoint_url = "{httpserver.url_for("/").rstrip("/")}"\n'
+                           'configuration_set = "digest-events"\nretries = 2\nretry_delay = 0.01\n\n')
     return digest_site
 
 

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 @click.option("--test", "test_addr", metavar="ADDR", help="Send one message, marked as a test, to ADDR.")
 @click.option("--send", is_flag=True, help="Send (or resume) the digest of the latest scheduled time.")
 @click.option("--status", is_flag=True, help="The ledger of the latest digest.")
+@click.option("--lint", is_flag=True, help="Check a rendered message against the bulk-sender rules; exit 1 on any "
+              "failure.")
 @click.pass_context
 def digest(ctx: click.Context, dry: bool, preview: Path | None, test_addr: str | None, send: bool,
-           status: bool) -> None:
+           status: bool, lint: bool) -> None:
     """Preview, test, send or inspect the weekly email digest.
 
     The digest covers the posts first published in the period before the latest scheduled time
@@ -41,13 +43,14 @@ def digest(ctx: click.Context, dry: bool, preview: Path | None, test_addr: str |
         publish digest --test me@example.com
         publish digest --send
         publish digest --status
+        publish digest --lint
     """
-    if ctx.find_root().obj["dry_run"] and not (status or preview):
+    if ctx.find_root().obj["dry_run"] and not (status or preview or lint):
         dry, send, test_addr = True, False, None  # `publish --dry-run digest …` never sends
     chosen = [name for name, on in (("--dry-run", dry), ("--preview", preview), ("--test", test_addr),
-                                    ("--send", send), ("--status", status)) if on]
+                                    ("--send", send), ("--status", status), ("--lint", lint)) if on]
     if len(chosen) != 1:
-        raise UsageError("choose one of --dry-run, --preview DIR, --test ADDR, --send, --status")
+        raise UsageError("choose one of --dry-run, --preview DIR, --test ADDR, --send, --status, --lint")
     app, store = open_store(ctx, readonly=not (send or test_addr))
     if status:
         ctx.exit(_status(store))
@@ -59,6 +62,8 @@ def digest(ctx: click.Context, dry: bool, preview: Path | None, test_addr: str |
 
     now = app.now()
     job = prepare_digest(app.cfg, store, last_slot(app.cfg, now))
+    if lint:
+        ctx.exit(_lint(app, job, now))
     if dry:
         _dry_run(app, store, job, now)
     elif preview:
@@ -93,6 +98,20 @@ def _dry_run(app: App, store: Store, job, now: datetime) -> None:
                    f"{group.size / 1024:.1f} KB{clip}")
     click.echo(f"Would send {result.recipients} message(s); {result.nothing_new} subscriber(s) have nothing new "
                "and would get no email. Dry run: nothing sent or recorded.")
+
+
+def _lint(app: App, job, now: datetime) -> int:
+    from ..digest.lint import lint_digest
+
+    checks = lint_digest(app.cfg, job, app.preview_secrets, now)
+    if checks is None:
+        click.echo("No posts were first published in this digest period: nothing to lint (try --now).")
+        return EXIT_OK
+    for check in checks:
+        click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.rule}: {check.detail}")
+    failed = sum(not c.ok for c in checks)
+    click.echo(f"{failed} of {len(checks)} check(s) failed." if failed else f"All {len(checks)} checks passed.")
+    return EXIT_ATTENTION if failed else EXIT_OK
 
 
 def _test(app: App, store: Store, job, now: datetime, address: str) -> None:

@@ -56,11 +56,24 @@ def send_digest(cfg: Config, store: Store, secrets: Secrets, transport_factory: 
     assert job.row is not None
     report = DigestReport(job, job.row.id, job.done)
     if not report.already_done:
+        report.warnings += archive_digest(cfg, job)
         factory = job.factory(cfg, secrets, now)
         _Delivery(cfg, store, transport_factory, factory, report, progress, should_stop).run()
-        report.warnings = factory.warnings
+        report.warnings += factory.warnings
     fill_counts(store, report)
     return report
+
+
+def archive_digest(cfg: Config, job: DigestJob) -> list[str]:
+    """Write the "view in browser" copy before the first message links to it; a warning if it cannot be."""
+    from .archive import archive_path, write_archive
+
+    try:
+        write_archive(cfg, job)
+    except OSError as exc:
+        return [f"{archive_path(cfg, job)}: the archived copy was not written ({exc.strerror or exc}); the "
+                "digest's \"view in browser\" link will not work until it is"]
+    return []
 
 
 def fill_counts(store: Store, report: DigestReport) -> None:

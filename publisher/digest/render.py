@@ -20,15 +20,44 @@ PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LABELS = {
     "ja": {"other": "その他", "minutes": "分で読めます", "read": "続きを読む", "unsubscribe": "配信停止",
            "preferences": "配信設定の変更", "posts": "件の新着記事", "test": "[テスト] ",
-           "footer": "このメールは {site} の週刊ダイジェストに登録された方にお送りしています。"},
+           "footer": "このメールは {site} の週刊ダイジェストに登録された方にお送りしています。",
+           "view_online": "ブラウザで表示", "sender": "送信者", "postal": "所在地", "contact": "お問い合わせ",
+           "optout": "今後の配信を希望されない場合は、こちらから配信を停止できます:",
+           "archive_note": "メールで配信した {site} 週刊ダイジェストの控えです。",
+           "subscribe": "ダイジェストを購読する"},
     "en": {"other": "Other", "minutes": "min read", "read": "Read more", "unsubscribe": "Unsubscribe",
            "preferences": "Change preferences", "posts": "new posts", "test": "[TEST] ",
-           "footer": "You receive this because you subscribed to the {site} digest."},
+           "footer": "You receive this because you subscribed to the {site} digest.",
+           "view_online": "View in browser", "sender": "Sent by", "postal": "Postal address", "contact": "Contact",
+           "optout": "To stop receiving these emails, unsubscribe here:",
+           "archive_note": "An archived copy of the {site} digest sent by email.", "subscribe": "Subscribe"},
 }
+
+
+PREHEADER_PAD = "&#847;&zwnj;&nbsp;" * 90  # keeps the inbox preview from running on into the body
 
 
 def labels(language: str) -> dict[str, str]:
     return LABELS.get(language.split("-")[0].lower(), LABELS["en"])
+
+
+def archive_name(cfg: Config, end: datetime) -> str:
+    """The archived copy's file name below the feeds folder's archive/: the digest's send date."""
+    return f"{end.astimezone(cfg.tz):%Y-%m-%d}.html"
+
+
+def archive_url(cfg: Config, end: datetime) -> str:
+    """The public address of a digest's archived copy ("view in browser"), served with the feeds."""
+    return f"{cfg.feeds_url}archive/{archive_name(cfg, end)}"
+
+
+def sender_identity(cfg: Config) -> dict[str, str]:
+    """Who sends the digest, where they are and how to reach them (CAN-SPAM, 特定電子メール法 第4条)."""
+    from email.utils import parseaddr
+
+    contact = parseaddr(cfg.digest.reply_to)[1] or parseaddr(cfg.digest.from_address)[1]
+    return {"name": cfg.digest.sender_name or cfg.site.title, "postal_address": cfg.digest.postal_address,
+            "contact": contact}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +141,12 @@ class DigestRenderer:
             self._cache[cache_key] = self._render(key, test)
         return self._cache[cache_key]
 
-    def _render(self, categories: frozenset[str], test: bool) -> RenderedDigest | None:
+    def archive_page(self) -> str | None:
+        """The whole digest as a web page without personal links (None when it has no posts)."""
+        rendered = self._render(frozenset(), test=False, archive=True)
+        return rendered.html if rendered else None
+
+    def _render(self, categories: frozenset[str], test: bool, archive: bool = False) -> RenderedDigest | None:
         sections = sections_for(self.posts, categories, self.labels["other"])
         count = sum(len(s.posts) for s in sections)
         if not count:
@@ -127,6 +161,10 @@ class DigestRenderer:
             "subject": subject, "preheader": cfg.digest.preheader.format(**fields), "labels": self.labels,
             "footer": self.labels["footer"].format(site=cfg.site.title),
             "unsubscribe_url": UNSUBSCRIBE_MARK, "preferences_url": PREFERENCES_MARK,
+            "sender": sender_identity(cfg), "archive": archive, "preheader_pad": PREHEADER_PAD,
+            "archive_url": archive_url(cfg, self.end) if cfg.digest.archive else "",
+            "archive_note": self.labels["archive_note"].format(site=cfg.site.title),
+            "subscribe_url": cfg.site.base_url + "subscribe",
         }
         env = _environment(str(cfg.root / cfg.digest.templates))
         html = _inliner().inline(env.get_template("digest.html.j2").render(context))
