@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from urllib.parse import parse_qs
@@ -20,9 +21,9 @@ def use_provider(site, httpserver, name, monkeypatch, **http):
     site.set_config('transport = "file"', f'transport = "{name}"')
     site.set_config('api_url = ""', f'api_url = "{httpserver.url_for("/").rstrip("/")}"')
     site.set_config("retry_delay = 1.0", "retry_delay = 0.01")
-    for key, value in http.items():
-        site.set_config(f"{key} = ", f"{key} = {json.dumps(value)}\n_old_{key} = ")
     text = site.config.read_text(encoding="utf-8")
+    for key, value in http.items():  # whole keys only: [web] request_timeout is not [http] timeout
+        text = re.sub(rf"^{key} = ", f"{key} = {json.dumps(value)}\n_old_{key} = ", text, flags=re.M)
     site.config.write_text("\n".join(line for line in text.splitlines() if not line.startswith("_old_")),
                            encoding="utf-8")
 
