@@ -149,15 +149,44 @@ class ServeConfig:
     watch: bool = False
 
 
+LOOPBACK_PROXIES = ("127.0.0.1", "::1")
+
+
 @dataclass(frozen=True, slots=True)
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     confirm_hours: int = 48
     preferences_days: int = 90
-    per_address_per_day: int = 3
+    # Sign-up limits (0: no limit): requests per client, mails per mailbox, per domain, in all.
     per_client_per_hour: int = 10
-    trust_forwarded: bool = False
+    per_address_per_day: int = 3
+    per_domain_per_hour: int = 30
+    mails_per_hour: int = 100
+    dotless_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
+    trusted_proxies: tuple[str, ...] = ()
+    max_body: int = 16384
+    request_timeout: float = 10.0
+    max_connections: int = 1000
+    trust_forwarded: bool = False  # deprecated: read as trusted_proxies = LOOPBACK_PROXIES
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        """The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed."""
+        if self.trusted_proxies:
+            return self.trusted_proxies
+        return LOOPBACK_PROXIES if self.trust_forwarded else ()
+
+    def deprecations(self, source: str) -> list[str]:
+        """Warnings about deprecated keys that are still read."""
+        if not self.trust_forwarded:
+            return []
+        if self.trusted_proxies:
+            return [f"{source}: [web] trust_forwarded is deprecated and ignored because trusted_proxies is set; "
+                    "remove it"]
+        return [f"{source}: [web] trust_forwarded is deprecated; it is read as trusted_proxies = "
+                '["127.0.0.1", "::1"] (the client is the address your proxy appended to X-Forwarded-For); '
+                "replace it with trusted_proxies listing your proxies' addresses"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +397,7 @@ def _validate_digest(source: str, cfg: Config) -> None:
                           "{end} {count}") from None
     if cfg.serve.scan_interval < 1 or cfg.serve.lease_seconds < 5:
         raise ConfigError(source, "serve.scan_interval", "must be at least 1 second (lease_seconds at least 5)")
+    _validate_web(source, cfg.web)
     if cfg.smtp.security not in ("starttls", "tls", "none"):
         raise ConfigError(source, "smtp.security", f"must be starttls, tls or none, not {cfg.smtp.security!r}")
     if cfg.ses.endpoint_url and urlsplit(cfg.ses.endpoint_url).scheme not in ("http", "https"):
@@ -394,6 +424,27 @@ def _validate_webhooks(source: str, w: WebhooksConfig, root: Path) -> None:
                               f"{arn!r} is not an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:ses-events")
     if w.sns_ca_file and not (root / w.sns_ca_file).is_file():
         raise ConfigError(source, "webhooks.sns_ca_file", f"{w.sns_ca_file!r} is not a file")
+
+
+def _validate_web(source: str, web: WebConfig) -> None:
+    import ipaddress
+
+    for i, entry in enumerate(web.trusted_proxies):
+        try:
+            ipaddress.ip_network(entry, strict=False) if "/" in entry else ipaddress.ip_address(entry)
+        except ValueError:
+            raise ConfigError(source, f"web.trusted_proxies[{i}]", f"{entry!r} is not an IP address or network "
+                              "like '10.0.0.0/8'") from None
+    for key in ("per_client_per_hour", "per_address_per_day", "per_domain_per_hour", "mails_per_hour"):
+        if getattr(web, key) < 0:
+            raise ConfigError(source, f"web.{key}", "must be 0 (no limit) or a positive number")
+    for key in ("confirm_hours", "preferences_days", "max_connections"):
+        if getattr(web, key) < 1:
+            raise ConfigError(source, f"web.{key}", "must be at least 1")
+    if not 1024 <= web.max_body <= 64 * 1024 * 1024:
+        raise ConfigError(source, "web.max_body", "must be between 1024 and 67108864 bytes")
+    if not 1 <= web.request_timeout <= 300:
+        raise ConfigError(source, "web.request_timeout", "must be between 1 and 300 seconds")
 
 
 def load_config(path: str | Path) -> Config:

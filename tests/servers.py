@@ -136,3 +136,87 @@ class HTTPSServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class PublishWeb:
+    """`publish web` in a subprocess on a free loopback port; its stdout and stderr (the logs) kept in a file."""
+
+    def __init__(self, config, log_path, env: dict | None = None) -> None:
+        import os
+        import sys
+        from pathlib import Path
+
+        self.exe = str(Path(sys.executable).with_name("publish"))
+        self.config, self.log_path = str(config), log_path
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.port = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> PublishWeb:
+        import subprocess
+
+        import httpx
+
+        self.port = free_port()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([self.exe, "--config", self.config, "web", "--port", str(self.port)],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"publish web exited {self.proc.returncode}: {self.log()}")
+            try:
+                httpx.get(self.base + "subscribe", timeout=2)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"publish web did not answer within 30 s: {self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as fh:
+            return fh.read().decode("utf-8", "replace")
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def raw(self, data: bytes, timeout: float = 10.0, read: bool = True) -> bytes:
+        """Send raw bytes on a fresh connection; what came back before the server closed or `timeout` passed."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+            sock.sendall(data)
+            if not read:
+                return b""
+            return read_until_closed(sock, timeout)
+
+
+def read_until_closed(sock, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -68,7 +68,9 @@ def test_signup_confirm_preferences_unsubscribe_in_chromium(web_server, tmp_path
         page.check("input[value='政策']")
         page.click("#subscribe")
         assert "確認メールを送りました" in page.inner_text("#message")
-        assert row(site, "browser.user@example.com")[0] == "pending"
+        assert row(site, "browser.user@example.com") is None, "nothing is subscribed before the link is used"
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        assert cookies["__Host-publisher_csrf"]["secure"], "base_url is https: the CSRF cookie is Secure"
 
         recorder.wait_for(1)
         mail = recorder.parsed()[-1]

@@ -60,3 +60,22 @@ def test_invalid_toml(site):
     result = site.run()
     assert result.exit_code == 2
     assert "not valid TOML" in result.output
+
+
+def test_web_trusted_proxies_are_checked_and_the_old_key_is_read(site):
+    from publisher.config import load_config
+    from publisher.errors import ConfigError
+
+    site.set_config("trusted_proxies = []", 'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "proxy.local"]')
+    with pytest.raises(ConfigError) as err:
+        load_config(site.config)
+    assert "[web.trusted_proxies[2]]" in str(err.value) and "proxy.local" in str(err.value)
+    site.set_config('"proxy.local"', '"fd00::/8"')
+    assert load_config(site.config).web.proxies == ("127.0.0.1", "10.0.0.0/8", "fd00::/8")
+    site.set_config('trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]', "trust_forwarded = true")
+    web = load_config(site.config).web
+    assert web.proxies == ("127.0.0.1", "::1")
+    assert "deprecated" in web.deprecations("config.toml")[0]
+    site.set_config("max_body = 16384", "max_body = 10")
+    with pytest.raises(ConfigError, match="web.max_body"):
+        load_config(site.config)

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from publisher.app import App
 from publisher.config import load_config
 from publisher.store.sqlite import SQLiteStore as Store
-from publisher.tokens import Secrets, make_token
+from publisher.tokens import Secrets, make_confirm_token, make_token
 from publisher.web import create_app
 
 from .conftest import SECRET, use_smtp
@@ -70,7 +70,9 @@ def test_get_only_asks(web):
     lambda t: t[:-3],                       # truncated
     lambda t: t[:10],                       # cut short
     lambda t: "x" + t[1:],                  # forged payload
-    lambda t: t.replace(".", ".A", 1),      # garbled signature
+    lambda t: t[:-1] + ("B" if t[-1] == "A" else "A"),  # garbled signature
+    lambda t: t + "A",                      # trailing junk
+    lambda t: t + "==",                     # padding: not the one canonical spelling
     lambda t: "%3Cscript%3E",               # not a token at all
 ])
 def test_forged_and_truncated_tokens(web, mangle):
@@ -92,10 +94,12 @@ def test_token_for_another_purpose_or_secret(web):
 
 def test_expired_preferences_and_confirm_links(web):
     old = int(time.time()) - 100 * 86400
-    for purpose in ("preferences", "confirm"):
-        token = token_for(web.site, "all@example.com", purpose, issued=old)
-        response = web.get(f"/{purpose}/{token}")
-        assert response.status_code == 403 and "expired" in response.text
+    token = token_for(web.site, "all@example.com", "preferences", issued=old)
+    response = web.get(f"/preferences/{token}")
+    assert response.status_code == 403 and "expired" in response.text
+    confirm = make_confirm_token(Secrets(SECRET.encode()), b"n" * 16, issued=old)
+    response = web.get(f"/confirm/{confirm}")
+    assert response.status_code == 403 and "expired" in response.text
 
 
 def test_signup_double_opt_in(web):
@@ -105,11 +109,11 @@ def test_signup_double_opt_in(web):
     response = web.post("/subscribe", data={"csrf": csrf, "email": "New.Reader@Example.com",
                                             "category": ["半導体", "not-a-category"]})
     assert response.status_code == 200 and "確認メールを送りました" in response.text
-    assert status_of(web.site, "new.reader@example.com") == "pending", "nothing is subscribed before the link"
+    assert status_of(web.site, "new.reader@example.com") == "absent", "nothing is subscribed before the link"
     mail = web.smtp.parsed()[-1]
     link = re.search(r"https://news\.example\.jp/confirm/(\S+)", mail.get_body(("plain",)).get_content()).group(1)
     assert web.get(f"/confirm/{link}").status_code == 200
-    assert status_of(web.site, "new.reader@example.com") == "pending", "GET only asks"
+    assert status_of(web.site, "new.reader@example.com") == "absent", "GET only asks"
     done = web.post(f"/confirm/{link}")
     assert done.status_code == 200 and "登録が完了しました" in done.text
     assert status_of(web.site, "new.reader@example.com") == "active"
@@ -146,7 +150,7 @@ def test_signup_needs_csrf_and_a_valid_address(web):
     bad = web.post("/subscribe", data={"csrf": csrf, "email": "<script>alert(1)</script>"})
     assert bad.status_code == 400 and "&lt;script&gt;" in bad.text and "<script>alert" not in bad.text
     assert status_of(web.site, "a@example.com") == "absent"
-    cookie = web.cookies.get("publisher_csrf")
+    cookie = web.cookies.get("__Host-publisher_csrf")
     assert cookie, "the CSRF cookie is set"
 
 
@@ -175,20 +179,69 @@ def test_unsubscribe_is_honoured_by_the_next_send(web):
 
 def test_unknown_page_and_method(web):
     assert web.get("/nowhere").status_code == 404
-    assert web.put("/subscribe").status_code == 404
+    assert web.put("/subscribe").status_code == 405
     assert "Traceback" not in web.get("/nowhere").text
+
+
+def pending_for(site, email: str) -> int:
+    with sqlite3.connect(site.db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM pending_confirmations WHERE email = ?", (email,)).fetchone()[0]
 
 
 def test_unconfirmed_signups_are_forgotten_after_the_link_expires(web):
     csrf = csrf_of(web.get("/subscribe").text)
     web.post("/subscribe", data={"csrf": csrf, "email": "never.confirms@example.com"})
-    assert status_of(web.site, "never.confirms@example.com") == "pending"
+    assert pending_for(web.site, "never.confirms@example.com") == 1
+    assert status_of(web.site, "never.confirms@example.com") == "absent"
     from datetime import UTC, datetime, timedelta
 
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     web.site.run("--now", soon)
-    assert status_of(web.site, "never.confirms@example.com") == "pending", "still within the link's 48 hours"
+    assert pending_for(web.site, "never.confirms@example.com") == 1, "still within the link's 48 hours"
     later = (datetime.now(UTC) + timedelta(hours=49)).isoformat()
     web.site.run("--now", later)
-    assert status_of(web.site, "never.confirms@example.com") == "absent"
+    assert pending_for(web.site, "never.confirms@example.com") == 0
+    with sqlite3.connect(web.site.db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM rate_buckets").fetchone()[0] == 0, "refilled limits are dropped"
     assert status_of(web.site, "all@example.com") == "active"
+
+
+def test_links_of_the_first_format_still_unsubscribe(web):
+    import base64
+    import hashlib
+    import hmac
+
+    store = Store.open(web.site.db, readonly=True)
+    sid = store.subscriber("all@example.com").id
+    payload = f"{sid}.u.{int(time.time()):x}"
+    mac = hmac.new(SECRET.encode(), f"{payload}\0all@example.com".encode(), hashlib.sha256).digest()[:18]
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    old = f"{b64(payload.encode())}.{b64(mac)}"
+    assert web.post(f"/unsubscribe/{old}x").status_code == 400, "strict: no trailing junk"
+    assert web.get(f"/preferences/{old}").status_code == 400, "bound to its purpose"
+    assert web.post(f"/unsubscribe/{old}").status_code == 200, "a link in a digest sent before the upgrade works"
+    assert status_of(web.site, "all@example.com") == "unsubscribed"
+
+
+def test_plain_http_base_url_uses_a_plain_cookie_and_no_hsts(digest_site, smtp_server):
+    use_smtp(digest_site, smtp_server.port)
+    digest_site.set_config('base_url = "https://news.example.jp/"', 'base_url = "http://localhost:8080/"')
+    digest_site.set_config('unsubscribe_url = ""', 'unsubscribe_url = "https://news.example.jp/unsubscribe/{token}"')
+    digest_site.set_config('preferences_url = ""', 'preferences_url = "https://news.example.jp/preferences/{token}"')
+    client = TestClient(create_app(App(load_config(digest_site.config))), base_url="http://localhost:8080")
+    page = client.get("/subscribe")
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("publisher_csrf=") and "secure" not in cookie.lower()
+    assert "strict-transport-security" not in page.headers
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_signup_for_another_subscriber_changes_nothing_in_process(web):
+    csrf = csrf_of(web.get("/subscribe").text)
+    for email in ("chips@example.com", "none@example.com"):
+        before = sqlite3.connect(web.site.db).execute(
+            "SELECT status, categories, updated FROM subscribers WHERE email = ?", (email,)).fetchone()
+        assert web.post("/subscribe", data={"csrf": csrf, "email": email, "category": ["政策"]}).status_code == 200
+        after = sqlite3.connect(web.site.db).execute(
+            "SELECT status, categories, updated FROM subscribers WHERE email = ?", (email,)).fetchone()
+        assert before == after

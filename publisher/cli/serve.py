@@ -101,18 +101,24 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the subscription pages: one-click unsubscribe, sign-up with double opt-in, preferences.
 
     Run it behind your web server so that base_url + unsubscribe/, preferences/, subscribe and confirm/
-    reach it. Links are signed with the secret in [digest] token_secret_env.
+    reach it, and list that server's address in [web] trusted_proxies. Links are signed with the secret
+    in [digest] token_secret_env. Each request is logged on stderr with link tokens redacted.
 
     \b
     Example:
         publish web --port 8080
     """
-    import uvicorn
+    import logging
 
     from ..web import create_app
+    from ..web.guard import security_headers
+    from ..web.server import serve as serve_pages
 
     app = app_of(ctx)
-    asgi = create_app(app)
     cfg = app.cfg
-    uvicorn.run(asgi, host=host or cfg.web.host, port=port or cfg.web.port, proxy_headers=cfg.web.trust_forwarded,
-                server_header=False, log_level="info")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    for warning in cfg.web.deprecations(cfg.source):
+        click.echo(f"Warning: {warning}", err=True)
+    asgi = create_app(app)
+    serve_pages(asgi, cfg, host or cfg.web.host, port or cfg.web.port,
+                security_headers(cfg.site.base_url.startswith("https:")))

@@ -74,6 +74,7 @@ def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_d
         report = _run(app, now, dry_run, store)
         if not dry_run:
             store.purge_pending((now - timedelta(hours=cfg.web.confirm_hours)).astimezone(UTC).isoformat())
+            store.purge_web_state(now.astimezone(UTC).isoformat(), now.timestamp())
         if with_digest and cfg.digest.enabled:
             report.digest = scheduled_digest(app, store, now, dry_run, should_stop)
         return report

@@ -108,6 +108,24 @@ class RunInfo(NamedTuple):
     summary: dict
 
 
+class RateLimit(NamedTuple):
+    """At most `limit` events in any `period` seconds for `bucket`; the allowance refills steadily (GCRA)."""
+
+    bucket: str
+    limit: int
+    period: float
+
+
+class PendingConfirmation(NamedTuple):
+    """A sign-up waiting for its confirmation link: the address and the categories it asked for."""
+
+    nonce: str
+    email: str
+    categories: tuple[str, ...]
+    created: str
+    expires: str
+
+
 class LocalStore(Protocol):
     """Facts about this host's files: kept next to the files they describe."""
 
@@ -144,8 +162,10 @@ class SharedStore(Protocol):
                           now: str) -> Subscriber: ...
     def update_subscriber(self, subscriber_id: int, name: str, categories: Iterable[str], status: str,
                           now: str) -> None: ...
-    def set_subscriber_status(self, subscriber_id: int, status: str, now: str) -> None: ...
-    def delete_subscriber(self, subscriber_id: int) -> None: ...
+    def set_subscriber_status(self, subscriber_id: int, status: str, now: str) -> None:
+        """Set the status; unsubscribing also drops the address's pending sign-ups, so no older link undoes it."""
+    def delete_subscriber(self, subscriber_id: int) -> None:
+        """Forget the subscriber and the address's pending sign-ups."""
     def subscribers(self, status: str | None = None) -> Iterator[Subscriber]: ...
     def count_subscribers(self) -> dict[str, int]: ...
     def purge_pending(self, before: str) -> int: ...
@@ -171,9 +191,12 @@ class SharedStore(Protocol):
     def drop_lease(self, name: str, owner: str) -> None: ...
     def lease(self, name: str) -> LeaseInfo | None: ...
 
-    # sign-up confirmations (rate limits)
-    def confirmations_since(self, email: str, client: str, since: str) -> tuple[int, int]: ...
-    def record_confirmation(self, email: str, client: str, now: str) -> None: ...
+    # the subscription pages: rate limits and pending sign-ups (all web state lives here, none in a process)
+    def take_rates(self, limits: list[RateLimit], now: float) -> int | None: ...
+    def add_confirmation(self, pending: PendingConfirmation) -> None: ...
+    def pending_confirmation(self, nonce: str, now: str) -> PendingConfirmation | None: ...
+    def confirm_signup(self, nonce: str, now: str) -> Subscriber | None: ...
+    def purge_web_state(self, now: str, epoch: float) -> int: ...
 
 
 class Store(LocalStore, SharedStore, Protocol):

@@ -17,9 +17,11 @@ from .base import (
     LedgerEntry,
     NewPublished,
     Outcome,
+    PendingConfirmation,
     Problem,
     Published,
     PublishedPost,
+    RateLimit,
     RunInfo,
     Subscriber,
 )
@@ -93,6 +95,20 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     CREATE INDEX subscribers_status ON subscribers (status, updated);
+    """,
+    """
+    DROP TABLE confirmations;
+    CREATE TABLE pending_confirmations (
+        nonce TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        categories TEXT NOT NULL,
+        created TEXT NOT NULL,
+        expires TEXT NOT NULL
+    );
+    CREATE INDEX pending_confirmations_email ON pending_confirmations (email);
+    CREATE INDEX pending_confirmations_expires ON pending_confirmations (expires);
+    CREATE TABLE rate_buckets (bucket TEXT PRIMARY KEY, tat DOUBLE PRECISION NOT NULL);
+    CREATE INDEX rate_buckets_tat ON rate_buckets (tat);
     """,
 )
 
@@ -361,10 +377,21 @@ class SQLiteStore:
                     (name, _categories(categories), status, now, subscriber_id))
 
     def set_subscriber_status(self, subscriber_id: int, status: str, now: str) -> None:
-        self._write("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?", (status, now, subscriber_id))
+        """Set the status; unsubscribing also drops the address's pending sign-ups, so no older link undoes it."""
+        with self.transaction():
+            if status == "unsubscribed":
+                self._drop_confirmations_of(subscriber_id)
+            self._write("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?", (status, now, subscriber_id))
 
     def delete_subscriber(self, subscriber_id: int) -> None:
-        self._write("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+        """Forget the subscriber and the address's pending sign-ups."""
+        with self.transaction():
+            self._drop_confirmations_of(subscriber_id)
+            self._write("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+
+    def _drop_confirmations_of(self, subscriber_id: int) -> None:
+        self._write("DELETE FROM pending_confirmations WHERE email IN (SELECT email FROM subscribers WHERE id = ?)",
+                    (subscriber_id,))
 
     def subscribers(self, status: str | None = None) -> Iterator[Subscriber]:
         """Every subscriber (optionally of one status), ordered by address, a page at a time."""
@@ -487,12 +514,75 @@ class SQLiteStore:
         row = self._one("SELECT owner, expires FROM leases WHERE name = ?", (name,))
         return LeaseInfo(*row) if row else None
 
-    # -- sign-up confirmations (rate limits) -------------------------------------------------------------
-    def confirmations_since(self, email: str, client: str, since: str) -> tuple[int, int]:
-        """How many confirmation mails went to this address, and were asked for by this client, since `since`."""
-        by_email = self._one("SELECT COUNT(*) FROM confirmations WHERE email = ? AND sent >= ?", (email, since))
-        by_client = self._one("SELECT COUNT(*) FROM confirmations WHERE client = ? AND sent >= ?", (client, since))
-        return by_email[0], by_client[0]  # type: ignore[index]
+    # -- the subscription pages: rate limits and pending sign-ups --------------------------------------
+    def take_rates(self, limits: list[RateLimit], now: float) -> int | None:
+        """Take one event from every bucket, all or none: the index of the first bucket that is full, else None.
 
-    def record_confirmation(self, email: str, client: str, now: str) -> None:
-        self._write("INSERT INTO confirmations VALUES (?, ?, ?)", (email, client, now))
+        GCRA: a bucket keeps its theoretical arrival time (tat); an event is allowed while tat is at most
+        period - period/limit ahead of now, and moves tat on by period/limit. One upsert per bucket, so
+        concurrent web processes on one database never both take the last place."""
+        try:
+            with self.transaction():
+                for index, rate in enumerate(limits):
+                    if rate.limit <= 0:
+                        continue
+                    interval = rate.period / rate.limit
+                    row = self.conn.execute(
+                        "INSERT INTO rate_buckets (bucket, tat) VALUES (?, ?) ON CONFLICT (bucket) DO UPDATE SET "
+                        "tat = (CASE WHEN rate_buckets.tat > ? THEN rate_buckets.tat ELSE ? END) + ? "
+                        "WHERE rate_buckets.tat <= ? RETURNING tat",
+                        (rate.bucket, now + interval, now, now, interval, now + rate.period - interval)).fetchone()
+                    if row is None:
+                        raise _Full(index)
+        except _Full as full:
+            return full.index
+        return None
+
+    def add_confirmation(self, pending: PendingConfirmation) -> None:
+        self._write("INSERT INTO pending_confirmations (nonce, email, categories, created, expires) "
+                    "VALUES (?, ?, ?, ?, ?)", (pending.nonce, pending.email, _categories(pending.categories),
+                                               pending.created, pending.expires))
+
+    def pending_confirmation(self, nonce: str, now: str) -> PendingConfirmation | None:
+        row = self._one("SELECT nonce, email, categories, created, expires FROM pending_confirmations "
+                        "WHERE nonce = ? AND expires > ?", (nonce, now))
+        return _pending(row)
+
+    def confirm_signup(self, nonce: str, now: str) -> Subscriber | None:
+        """Use up a pending sign-up: the subscriber becomes active with the categories it asked for, and the
+        address's other pending sign-ups are dropped. None when the sign-up is unknown, used or expired."""
+        with self.transaction():
+            pending = _pending(self.conn.execute(
+                "DELETE FROM pending_confirmations WHERE nonce = ? AND expires > ? "
+                "RETURNING nonce, email, categories, created, expires", (nonce, now)).fetchone())
+            if pending is None:
+                return None
+            self.conn.execute("DELETE FROM pending_confirmations WHERE email = ?", (pending.email,))
+            row = self.conn.execute(
+                "INSERT INTO subscribers (email, name, categories, status, joined, updated) "
+                "VALUES (?, '', ?, 'active', ?, ?) ON CONFLICT (email) DO UPDATE SET "
+                "categories = excluded.categories, status = 'active', updated = excluded.updated "
+                f"RETURNING {_SUBSCRIBER_COLUMNS}",
+                (pending.email, _categories(pending.categories), now, now)).fetchone()
+        return _subscriber(row)
+
+    def purge_web_state(self, now: str, epoch: float) -> int:
+        """Forget expired sign-ups and rate buckets that have refilled; the number of rows removed."""
+        with self.transaction():
+            return (self._write("DELETE FROM pending_confirmations WHERE expires <= ?", (now,))
+                    + self._write("DELETE FROM rate_buckets WHERE tat <= ?", (epoch,)))
+
+
+class _Full(Exception):
+    """A rate bucket is full: rolls back the buckets already taken."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+def _pending(row: tuple | None) -> PendingConfirmation | None:
+    if row is None:
+        return None
+    nonce, email, categories, created, expires = row
+    return PendingConfirmation(nonce, email, tuple(json.loads(categories)), created, expires)

@@ -1,88 +1,72 @@
-"""`publish web`: one-click unsubscribe (RFC 8058), double opt-in sign-up, and preferences, on Starlette."""
+"""`publish web`: one-click unsubscribe (RFC 8058), double opt-in sign-up, and preferences, on Starlette.
+
+The route table (`WebApp.pages`) is the one place a page is added: each entry names its path, methods, body
+size cap, and whether its path holds a credential (never logged). The middleware stack around the router is
+built in `create_app`, outermost first: trusted proxies → access log → security headers → Starlette (body
+caps per route, error pages). Every piece of state goes through the store, none stays in the process.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import logging
 import secrets as pysecrets
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from ..app import App
 from ..errors import PublisherError
 from ..message import Outgoing
-from ..store.base import Store, Subscriber
+from ..store.base import PendingConfirmation, Store, Subscriber
 from ..subscribers import SubscriberError, normalize_email
-from ..tokens import TokenError, make_token, read_token
+from ..tokens import TokenError, make_confirm_token, make_token, read_confirm_token, read_token
+from .guard import (
+    AccessLog,
+    BadRequest,
+    Csrf,
+    SecurityHeaders,
+    client_key,
+    first,
+    read_body,
+    read_form,
+    security_headers,
+)
+from .limits import SignupLimits
+from .texts import texts_for
 
-CSRF_COOKIE = "publisher_csrf"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",  # the URL carries a token: never leak it to another site
-    "Cache-Control": "no-store",
-}
-
-TEXT = {
-    "ja": {
-        "unsubscribe_title": "配信停止", "unsubscribe_ask": "{email} へのダイジェストの配信を停止しますか？",
-        "unsubscribe_button": "配信を停止する", "unsubscribed": "{email} への配信を停止しました。",
-        "subscribe_title": "ダイジェストの購読", "email": "メールアドレス",
-        "categories": "カテゴリ（未選択ならすべて）", "subscribe_button": "確認メールを送る",
-        "check_inbox": "確認メールを送りました。メール内のリンクから登録を確定してください。"
-                       "届かない場合は迷惑メールフォルダをご確認ください。",
-        "too_many": "短時間に多くのリクエストがありました。しばらくしてからお試しください。",
-        "bad_email": "メールアドレスの形式が正しくありません。", "confirm_title": "購読の確定",
-        "confirm_ask": "{email} で週刊ダイジェストの購読を確定しますか？", "confirm_button": "購読を確定する",
-        "confirmed": "登録が完了しました。次回のダイジェストからお届けします。",
-        "preferences_title": "配信設定", "save": "設定を保存する", "saved": "設定を保存しました。",
-        "bad_link": "このリンクは使えません（{reason}）。最新のメールにあるリンクをお使いください。",
-        "bad_form": "フォームの有効期限が切れました。ページを読み込み直してからもう一度お試しください。",
-        "confirm_subject": "{site} 購読の確認",
-        "already_mail": "{site} の週刊ダイジェストは、このアドレスですでに購読中です。\n\n"
-                        "カテゴリの変更や配信停止は、次のリンクからどうぞ:\n{url}\n\n"
-                        "お心当たりのない場合は、このメールを破棄してください。",
-        "confirm_mail": "{site} の週刊ダイジェストへの登録を受け付けました。\n\n"
-                        "登録を確定するには、次のリンクを開いてください（{hours} 時間有効）:\n{url}\n\n"
-                        "お心当たりのない場合は、このメールを破棄してください。登録は行われません。",
-        "error": "エラーが発生しました。時間をおいてもう一度お試しください。", "not_found": "ページが見つかりません。",
-        "all": "すべて",
-    },
-    "en": {
-        "unsubscribe_title": "Unsubscribe", "unsubscribe_ask": "Stop sending the digest to {email}?",
-        "unsubscribe_button": "Unsubscribe", "unsubscribed": "{email} will receive no more digests.",
-        "subscribe_title": "Subscribe to the digest", "email": "Email address",
-        "categories": "Categories (none selected: all)", "subscribe_button": "Send confirmation email",
-        "check_inbox": "We sent a confirmation email. Open the link in it to finish subscribing.",
-        "too_many": "Too many requests. Please try again later.", "bad_email": "That email address is not valid.",
-        "confirm_title": "Confirm your subscription", "confirm_ask": "Subscribe {email} to the weekly digest?",
-        "confirm_button": "Confirm subscription", "confirmed": "You are subscribed.",
-        "preferences_title": "Preferences", "save": "Save", "saved": "Your preferences were saved.",
-        "bad_link": "This link cannot be used ({reason}). Use the link in your latest email.",
-        "bad_form": "The form expired. Reload the page and try again.",
-        "confirm_subject": "{site}: confirm your subscription",
-        "already_mail": "This address is already subscribed to the {site} digest.\n\n"
-                        "To change your categories or unsubscribe, open:\n{url}\n\n"
-                        "If it was not you, ignore this email.",
-        "confirm_mail": "Someone (hopefully you) asked to subscribe this address to the {site} digest.\n\n"
-                        "To confirm, open this link within {hours} hours:\n{url}\n\n"
-                        "If it was not you, ignore this email: nothing happens.",
-        "error": "Something went wrong. Please try again later.", "not_found": "Page not found.", "all": "All",
-    },
-}
+log = logging.getLogger("publisher.web")
 
 
 def mask(email: str) -> str:
     """a***@example.com: enough for the owner to recognise, little for anyone else."""
     user, _, domain = email.partition("@")
     return f"{user[:1]}***@{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One route: `secret_path` pages carry a credential in their path, which the access log never records."""
+
+    path: str
+    endpoint: Callable[[Request], Awaitable[Response]]
+    methods: tuple[str, ...]
+    max_body: int
+    secret_path: bool = False
+
+    @property
+    def prefix(self) -> str:
+        """The fixed part of the path, before its first parameter."""
+        return self.path.split("{", 1)[0]
 
 
 class WebApp:
@@ -96,143 +80,154 @@ class WebApp:
         self.app = app
         self.cfg = cfg = app.cfg
         self.secrets = app.secrets
-        self.text = TEXT.get(cfg.site.language.split("-")[0], TEXT["en"])
+        self.text = texts_for(cfg.site.language)
+        self.csrf = Csrf(self.secrets.current, cfg.site.base_url)
+        self.limits = SignupLimits(cfg.web, self.secrets.current)
+        self.timeout = cfg.web.request_timeout
+        self._stores = threading.local()
         loader = FileSystemLoader([str(cfg.root / cfg.digest.templates), str(PACKAGE_TEMPLATES)])
         self.env = Environment(loader=loader, autoescape=select_autoescape(["html", "html.j2"]))
         app.open_store().close()  # create or upgrade the store before serving
 
+    def pages(self) -> list[Page]:
+        """The route table."""
+        cap = self.cfg.web.max_body
+        return [
+            Page("/unsubscribe/{token}", self.unsubscribe, ("GET", "POST"), cap, secret_path=True),
+            Page("/subscribe", self.subscribe, ("GET", "POST"), cap),
+            Page("/confirm/{token}", self.confirm, ("GET", "POST"), cap, secret_path=True),
+            Page("/preferences/{token}", self.preferences, ("GET", "POST"), cap, secret_path=True),
+        ]
+
     # -- plumbing -----------------------------------------------------------------------------------------
-    def store(self) -> Store:
-        return self.app.open_store()
+    def now(self) -> datetime:
+        return self.app.now().astimezone(UTC)
 
-    def page(self, status: int, title: str, **context: Any) -> HTMLResponse:
-        html = self.env.get_template("web.html.j2").render(
-            site=self.cfg.site, title=title, t=self.text, **context)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    def page(self, status: int, title: str, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+        html = self.env.get_template("web.html.j2").render(site=self.cfg.site, title=title, t=self.text, **context)
+        return HTMLResponse(html, status_code=status, headers=headers)
 
-    def message(self, status: int, title: str, text: str) -> HTMLResponse:
-        return self.page(status, title, kind="message", text=text)
+    def message(self, status: int, title: str, text: str, headers: dict[str, str] | None = None) -> HTMLResponse:
+        return self.page(status, title, headers, kind="message", text=text)
 
-    def email_of(self, store: Store):
-        def lookup(sid: int) -> str | None:
+    def in_store(self, work: Callable[[Store], Response]) -> Awaitable[Response]:
+        """Run `work` with a store in a worker thread, so a slow database never stalls the event loop. Each
+        worker thread keeps its store open between requests (a connection, not state: every fact is in the
+        database); a store that failed is closed and opened afresh next time."""
+        def run() -> Response:
+            store = getattr(self._stores, "store", None)
+            if store is None:
+                store = self._stores.store = self.app.open_store()
+            try:
+                return work(store)
+            except BaseException:
+                self._stores.store = None
+                store.close()
+                raise
+
+        return run_in_threadpool(run)
+
+    def subscriber(self, store: Store, token: str, purpose: str, max_age: int | None) -> Subscriber:
+        def email_of(sid: int) -> str | None:
             sub = store.subscriber_by_id(sid)
             return sub.email if sub else None
 
-        return lookup
-
-    def subscriber(self, store: Store, token: str, purpose: str, max_age: int | None) -> Subscriber:
-        sid = read_token(self.secrets, token, purpose, self.email_of(store), max_age)
+        sid = read_token(self.secrets, token, purpose, email_of, max_age, self.now().timestamp())
         return store.subscriber_by_id(sid)  # type: ignore[return-value]
 
-    def csrf_pair(self, request: Request) -> tuple[str, str]:
-        """(cookie value, form value): the form value is an HMAC of the cookie, so a forged form fails."""
-        cookie = request.cookies.get(CSRF_COOKIE) or pysecrets.token_urlsafe(24)
-        return cookie, self._csrf_mac(cookie)
-
-    def _csrf_mac(self, cookie: str) -> str:
-        return hmac.new(self.secrets.current, f"csrf\0{cookie}".encode(), hashlib.sha256).hexdigest()[:32]
-
-    def csrf_ok(self, request: Request, form: Any) -> bool:
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(str(form.get("csrf", "")), self._csrf_mac(cookie))
-
-    def with_csrf_cookie(self, response: Response, request: Request, cookie: str) -> Response:
-        secure = request.url.scheme == "https" or (
-            self.cfg.web.trust_forwarded and request.headers.get("x-forwarded-proto") == "https")
-        response.set_cookie(CSRF_COOKIE, cookie, max_age=7200, httponly=True, samesite="strict", secure=secure,
-                            path="/")
-        return response
-
-    def client(self, request: Request) -> str:
-        if self.cfg.web.trust_forwarded and request.headers.get("x-forwarded-for"):
-            return request.headers["x-forwarded-for"].split(",")[0].strip()
-        return request.client.host if request.client else "unknown"
-
-    def bad_link(self, exc: TokenError) -> HTMLResponse:
-        status = 403 if "expired" in str(exc) or "not valid" in str(exc) else 400
-        return self.message(status, self.text["unsubscribe_title"], self.text["bad_link"].format(reason=exc))
+    def bad_link(self, exc: TokenError, title: str) -> HTMLResponse:
+        return self.message(exc.status, title, self.text["bad_link"].format(reason=exc))
 
     # -- unsubscribe (RFC 8058) -------------------------------------------------------------------------
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
-        store = self.store()
-        try:
-            sub = self.subscriber(store, token, "unsubscribe", None)
+        if request.method == "POST":
+            await read_body(request, self.timeout)  # the one-click body, in whatever encoding: not needed
+
+        def work(store: Store) -> Response:
+            title = self.text["unsubscribe_title"]
+            try:
+                sub = self.subscriber(store, token, "unsubscribe", None)
+            except TokenError as exc:
+                return self.bad_link(exc, title)
             if request.method == "GET":  # link scanners prefetch: a GET only asks
-                return self.page(200, self.text["unsubscribe_title"], kind="unsubscribe",
+                return self.page(200, title, kind="unsubscribe",
                                  question=self.text["unsubscribe_ask"].format(email=mask(sub.email)))
-            await request.body()  # the one-click body (List-Unsubscribe=One-Click) or the button's form
-            if sub.status != "unsubscribed":
-                store.set_subscriber_status(sub.id, "unsubscribed", datetime.now(UTC).isoformat())
-            return self.message(200, self.text["unsubscribe_title"],
-                                self.text["unsubscribed"].format(email=mask(sub.email)))
-        except TokenError as exc:
-            return self.bad_link(exc)
-        finally:
-            store.close()
+            # Also when already unsubscribed: that retires sign-ups made since, which must not undo this.
+            store.set_subscriber_status(sub.id, "unsubscribed", self.now().isoformat())
+            return self.message(200, title, self.text["unsubscribed"].format(email=mask(sub.email)))
+
+        return await self.in_store(work)
 
     # -- sign-up with double opt-in ----------------------------------------------------------------------
     async def subscribe(self, request: Request) -> Response:
-        store = self.store()
+        if request.method == "GET":
+            return await self.in_store(lambda store: self.signup_form(request, store, 200, [], "", ""))
+        title = self.text["subscribe_title"]
+        if not self.csrf.precheck(request):  # before a byte of the body is read
+            return self.message(403, title, self.text["bad_form"])
+        form = await read_form(request, self.timeout)
+        if not self.csrf.check(request, form):
+            return self.message(403, title, self.text["bad_form"])
+        return await self.in_store(lambda store: self.signup(request, store, form))
+
+    def signup_form(self, request: Request, store: Store, status: int, chosen: list[str], email: str,
+                    error: str) -> Response:
+        cookie, csrf = self.csrf.pair(request)
+        response = self.page(status, self.text["subscribe_title"], kind="subscribe",
+                             categories=store.known_categories(), csrf=csrf, chosen=chosen, email=email, error=error)
+        return self.csrf.set_cookie(response, cookie)
+
+    def too_many(self, seconds: float) -> Response:
+        return self.message(429, self.text["subscribe_title"], self.text["too_many"],
+                            headers={"Retry-After": str(max(1, int(seconds + 0.999)))})
+
+    def signup(self, request: Request, store: Store, form: dict[str, list[str]]) -> Response:
+        now = self.now()
+        store.purge_web_state(now.isoformat(), now.timestamp())
+        client = self.limits.client(client_key(request))
+        if store.take_rates([client], now.timestamp()) is not None:
+            return self.too_many(client.period / max(1, client.limit))
+        known = store.known_categories()
+        chosen = [c for c in dict.fromkeys(form.get("category", [])) if c in known]
+        raw_email = first(form, "email")[:254]
         try:
-            categories = store.known_categories()
-            cookie, csrf = self.csrf_pair(request)
-            if request.method == "GET":
-                response = self.page(200, self.text["subscribe_title"], kind="subscribe", categories=categories,
-                                     csrf=csrf, chosen=[], email="")
-                return self.with_csrf_cookie(response, request, cookie)
-            form = await request.form()
-            if not self.csrf_ok(request, form):
-                return self.message(403, self.text["subscribe_title"], self.text["bad_form"])
-            chosen = [c for c in form.getlist("category") if c in categories]
-            raw_email = str(form.get("email", ""))[:254]
-            try:
-                email = normalize_email(raw_email)
-            except SubscriberError:
-                response = self.page(400, self.text["subscribe_title"], kind="subscribe", categories=categories,
-                                     csrf=csrf, chosen=chosen, email=raw_email, error=self.text["bad_email"])
-                return self.with_csrf_cookie(response, request, cookie)
-            return await self._signup(request, store, email, chosen)
-        finally:
-            store.close()
-
-    async def _signup(self, request: Request, store: Store, email: str, chosen: list[str]) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        now = datetime.now(UTC)
-        web = self.cfg.web
-        by_email, _ = store.confirmations_since(email, "", (now - timedelta(days=1)).isoformat())
-        _, by_client = store.confirmations_since("", self.client(request), (now - timedelta(hours=1)).isoformat())
-        if by_client >= web.per_client_per_hour:
-            return self.message(429, self.text["subscribe_title"], self.text["too_many"])
-        sub = store.subscriber(email)
+            email = normalize_email(raw_email)
+        except SubscriberError:
+            return self.signup_form(request, store, 400, chosen, raw_email, self.text["bad_email"])
+        mail_limits = self.limits.mail(email)
+        full = store.take_rates(mail_limits, now.timestamp())
+        if full is not None and full > 0:  # the domain's or the site's hourly mail budget is spent
+            return self.too_many(mail_limits[full].period / max(1, mail_limits[full].limit))
+        if full is None:  # (full == 0: this mailbox had its mails for the day: the same answer, and no mail)
+            sub = store.subscriber(email)
+            if sub is not None and sub.status == "active":
+                self.send_link(email, "preferences", make_token(self.secrets, sub.id, sub.email, "preferences",
+                                                                int(now.timestamp())), now)
+            else:
+                nonce = pysecrets.token_bytes(16)
+                expires = now + timedelta(hours=self.cfg.web.confirm_hours)
+                store.add_confirmation(PendingConfirmation(nonce.hex(), email, tuple(chosen), now.isoformat(),
+                                                           expires.isoformat()))
+                self.send_link(email, "confirm", make_confirm_token(self.secrets, nonce, int(now.timestamp())), now)
         # The same answer whatever the address's state, so the page reveals nothing about who subscribes.
-        will_send = by_email < web.per_address_per_day
-        store.record_confirmation(email if will_send else "", self.client(request), now.isoformat())
-        if will_send:
-            if sub is None:
-                store.insert_subscriber(email, "", chosen, "pending", now.isoformat())
-            elif sub.status != "active":
-                store.update_subscriber(sub.id, sub.name, chosen, sub.status, now.isoformat())
-            # An address already subscribed gets its preferences link instead of a confirmation.
-            await run_in_threadpool(self._send_confirmation, store.subscriber(email), now,
-                                    sub is not None and sub.status == "active")
         return self.message(200, self.text["subscribe_title"], self.text["check_inbox"])
 
-    def _send_confirmation(self, sub: Subscriber, now: datetime, already: bool) -> None:
+    def send_link(self, email: str, purpose: str, token: str, now: datetime) -> None:
+        """Mail a confirmation link, or (to an address already subscribed) its preferences link."""
         from email.utils import format_datetime, make_msgid
 
         from ..message import sender_domain
 
         cfg, t = self.cfg, self.text
-        purpose, path, label = ("preferences", "preferences", t["preferences_title"]) if already else (
-            "confirm", "confirm", t["confirm_button"])
-        url = f"{cfg.site.base_url}{path}/{make_token(self.secrets, sub.id, sub.email, purpose, int(now.timestamp()))}"
-        body = t["already_mail" if already else "confirm_mail"]
-        text = body.format(site=cfg.site.title, url=url, hours=cfg.web.confirm_hours)
-        html = self.env.get_template("web.html.j2").render(site=cfg.site, title=t["confirm_title"], t=t,
-                                                          kind="mail", text=text, url=url, link_label=label)
-        message = Outgoing(0, sub.email, "", cfg.digest.from_address, t["confirm_subject"].format(site=cfg.site.title),
+        already = purpose == "preferences"
+        url = f"{cfg.site.base_url}{purpose}/{token}"
+        text = t["already_mail" if already else "confirm_mail"].format(site=cfg.site.title, url=url,
+                                                                       hours=cfg.web.confirm_hours)
+        html = self.env.get_template("web.html.j2").render(
+            site=cfg.site, title=t["confirm_title"], t=t, kind="mail", text=text, url=url,
+            link_label=t["preferences_title"] if already else t["confirm_button"])
+        message = Outgoing(0, email, "", cfg.digest.from_address, t["confirm_subject"].format(site=cfg.site.title),
                            html, text, make_msgid(domain=sender_domain(cfg.digest.from_address)),
                            {"Date": format_datetime(now)})
         transport = self.app.transport()
@@ -241,72 +236,111 @@ class WebApp:
         finally:
             transport.close()
         if result.status != "sent":
-            raise PublisherError(f"{sub.email}: the confirmation email was not sent ({result.error})")
+            raise PublisherError(f"{email}: the sign-up mail was not sent ({result.error})")
 
     async def confirm(self, request: Request) -> Response:
         token = request.path_params["token"]
-        store = self.store()
+        if request.method == "POST":
+            await read_body(request, self.timeout)
+        title = self.text["confirm_title"]
         try:
-            sub = self.subscriber(store, token, "confirm", self.cfg.web.confirm_hours * 3600)
-            if request.method == "GET":
-                return self.page(200, self.text["confirm_title"], kind="confirm",
-                                 question=self.text["confirm_ask"].format(email=mask(sub.email)))
-            if sub.status != "active":
-                store.set_subscriber_status(sub.id, "active", datetime.now(UTC).isoformat())
-            prefs = make_token(self.secrets, sub.id, sub.email, "preferences")
-            return self.page(200, self.text["confirm_title"], kind="message", text=self.text["confirmed"],
-                             link=f"{self.cfg.site.base_url}preferences/{prefs}")
+            nonce = read_confirm_token(self.secrets, token, self.cfg.web.confirm_hours * 3600,
+                                       self.now().timestamp()).hex()
         except TokenError as exc:
-            return self.bad_link(exc)
-        finally:
-            store.close()
+            return self.bad_link(exc, title)
+
+        def work(store: Store) -> Response:
+            now = self.now().isoformat()
+            if request.method == "GET":
+                pending = store.pending_confirmation(nonce, now)
+                if pending is None:
+                    return self.message(403, title, self.text["link_used"])
+                return self.page(200, title, kind="confirm",
+                                 question=self.text["confirm_ask"].format(email=mask(pending.email)))
+            sub = store.confirm_signup(nonce, now)  # single use: a second POST finds nothing
+            if sub is None:
+                return self.message(403, title, self.text["link_used"])
+            prefs = make_token(self.secrets, sub.id, sub.email, "preferences", int(self.now().timestamp()))
+            return self.page(200, title, kind="message", text=self.text["confirmed"],
+                             link=f"{self.cfg.site.base_url}preferences/{prefs}")
+
+        return await self.in_store(work)
 
     # -- preferences --------------------------------------------------------------------------------------
     async def preferences(self, request: Request) -> Response:
         token = request.path_params["token"]
-        store = self.store()
+        title = self.text["preferences_title"]
+        form: dict[str, list[str]] | None = None
+        if request.method == "POST":
+            if not self.csrf.precheck(request):
+                return self.message(403, title, self.text["bad_form"])
+            form = await read_form(request, self.timeout)
+            if not self.csrf.check(request, form):
+                return self.message(403, title, self.text["bad_form"])
+        return await self.in_store(lambda store: self.preferences_page(request, store, token, form))
+
+    def preferences_page(self, request: Request, store: Store, token: str,
+                         form: dict[str, list[str]] | None) -> Response:
+        title = self.text["preferences_title"]
         try:
             sub = self.subscriber(store, token, "preferences", self.cfg.web.preferences_days * 86400)
-            categories = sorted(set(store.known_categories()) | set(sub.categories))
-            cookie, csrf = self.csrf_pair(request)
-            saved = ""
-            if request.method == "POST":
-                form = await request.form()
-                if not self.csrf_ok(request, form):
-                    return self.message(403, self.text["preferences_title"], self.text["bad_form"])
-                now = datetime.now(UTC).isoformat()
-                if form.get("action") == "unsubscribe":
-                    store.set_subscriber_status(sub.id, "unsubscribed", now)
-                    return self.message(200, self.text["unsubscribe_title"],
-                                        self.text["unsubscribed"].format(email=mask(sub.email)))
-                chosen = [c for c in form.getlist("category") if c in categories]
-                store.update_subscriber(sub.id, sub.name, chosen, sub.status, now)
-                sub = store.subscriber_by_id(sub.id)  # type: ignore[assignment]
-                saved = self.text["saved"]
-            response = self.page(200, self.text["preferences_title"], kind="preferences", categories=categories,
-                                 chosen=list(sub.categories), csrf=csrf, email=mask(sub.email), saved=saved)
-            return self.with_csrf_cookie(response, request, cookie)
         except TokenError as exc:
-            return self.bad_link(exc)
-        finally:
-            store.close()
+            return self.bad_link(exc, title)
+        categories = sorted(set(store.known_categories()) | set(sub.categories))
+        saved = ""
+        if form is not None:
+            now = self.now().isoformat()
+            if first(form, "action") == "unsubscribe":
+                store.set_subscriber_status(sub.id, "unsubscribed", now)
+                return self.message(200, self.text["unsubscribe_title"],
+                                    self.text["unsubscribed"].format(email=mask(sub.email)))
+            chosen = [c for c in dict.fromkeys(form.get("category", [])) if c in categories]
+            store.update_subscriber(sub.id, sub.name, chosen, sub.status, now)
+            sub = store.subscriber_by_id(sub.id)  # type: ignore[assignment]
+            saved = self.text["saved"]
+        cookie, csrf = self.csrf.pair(request)
+        response = self.page(200, title, kind="preferences", categories=categories, chosen=list(sub.categories),
+                             csrf=csrf, email=mask(sub.email), saved=saved)
+        return self.csrf.set_cookie(response, cookie)
 
-    # -- errors -------------------------------------------------------------------------------------------
-    async def not_found(self, request: Request, exc: Exception) -> Response:
-        return self.message(404, self.text["not_found"], self.text["not_found"])
+    # -- errors: every answer is a page -------------------------------------------------------------------
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 400
+        key = {404: "not_found", 405: "not_allowed", 413: "too_large"}.get(status, "bad_request")
+        headers = {"Allow": exc.headers["Allow"]} if isinstance(exc, HTTPException) and exc.headers and \
+            "Allow" in exc.headers else {}
+        if status == 413:
+            headers["Connection"] = "close"  # the rest of the body is not read
+        return self.message(status, self.text[key], self.text[key], headers)
+
+    async def bad_request(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BadRequest)
+        return self.message(exc.status, self.text[exc.text], self.text[exc.text],
+                            {"Connection": "close"} if exc.status in (408, 415) else None)
+
+    async def unavailable(self, request: Request, exc: Exception) -> Response:
+        log.error("%s %s: %s", request.method, request.url.path.split("/")[1][:20], exc)
+        return self.message(503, self.text["unavailable"], self.text["unavailable"], {"Retry-After": "60"})
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         return self.message(500, self.text["error"], self.text["error"])
 
 
-def create_app(app: App) -> Starlette:
-    """The ASGI application for `publish web` (and for tests)."""
+def create_app(app: App) -> ASGIApp:
+    """The ASGI application for `publish web` (and for tests): the route table inside the guard middleware."""
     web = WebApp(app)
-    routes = [
-        Route("/unsubscribe/{token}", web.unsubscribe, methods=["GET", "POST"]),
-        Route("/subscribe", web.subscribe, methods=["GET", "POST"]),
-        Route("/confirm/{token}", web.confirm, methods=["GET", "POST"]),
-        Route("/preferences/{token}", web.preferences, methods=["GET", "POST"]),
-    ]
-    handlers = {404: web.not_found, 405: web.not_found, 500: web.server_error, Exception: web.server_error}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    pages = web.pages()
+    routes = [Route(p.path, p.endpoint, methods=list(p.methods), max_body_size=p.max_body) for p in pages]
+    handlers: dict[Any, Callable] = {
+        HTTPException: web.http_error, BadRequest: web.bad_request, PublisherError: web.unavailable,
+        500: web.server_error, Exception: web.server_error}
+    router = Starlette(routes=routes, exception_handlers=handlers, max_body_size=min(p.max_body for p in pages))
+    router.router.redirect_slashes = False
+    https = app.cfg.site.base_url.startswith("https:")
+    stack: ASGIApp = SecurityHeaders(router, security_headers(https))
+    stack = AccessLog(stack, tuple(p.prefix for p in pages if p.secret_path))
+    if app.cfg.web.proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        stack = ProxyHeadersMiddleware(stack, trusted_hosts=list(app.cfg.web.proxies))  # type: ignore[arg-type]
+    return stack
