@@ -345,6 +345,23 @@ def test_cookie_and_security_headers_on_every_answer(start_web):
     assert "strict-transport-security" in raw and "content-security-policy" in raw
 
 
+def test_headers_once_and_on_uvicorns_own_503(start_web):
+    server = start_web(max_connections=3)
+    page = httpx.get(server.base + "subscribe")
+    assert len(page.headers.get_list("content-security-policy")) == 1, "each header once"
+    assert len(page.headers.get_list("x-frame-options")) == 1
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(2)]
+    try:
+        answer = server.raw(b"GET /subscribe HTTP/1.1\r\nHost: x\r\n\r\n").decode("latin-1").lower()
+    finally:
+        for sock in idle:
+            sock.close()
+    assert answer.startswith("http/1.1 503"), answer[:60]
+    assert "x-content-type-options: nosniff" in answer and "strict-transport-security" in answer
+    time.sleep(0.5)
+    assert httpx.get(server.base + "subscribe").status_code == 200
+
+
 def test_expired_signups_and_refilled_limits_are_purged(start_web):
     server = start_web()
     with sqlite3.connect(server.site.db) as conn:

@@ -119,6 +119,6 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     for warning in cfg.web.deprecations(cfg.source):
         click.echo(f"Warning: {warning}", err=True)
-    asgi = create_app(app)
+    asgi = create_app(app, server_adds_headers=True)
     serve_pages(asgi, cfg, host or cfg.web.host, port or cfg.web.port,
                 security_headers(cfg.site.base_url.startswith("https:")))

@@ -326,8 +326,9 @@ class WebApp:
         return self.message(500, self.text["error"], self.text["error"])
 
 
-def create_app(app: App) -> ASGIApp:
-    """The ASGI application for `publish web` (and for tests): the route table inside the guard middleware."""
+def create_app(app: App, server_adds_headers: bool = False) -> ASGIApp:
+    """The ASGI application for `publish web` (and for tests): the route table inside the guard middleware.
+    `server_adds_headers`: the server adds the security headers to every answer (see `server.serve`)."""
     web = WebApp(app)
     pages = web.pages()
     routes = [Route(p.path, p.endpoint, methods=list(p.methods), max_body_size=p.max_body) for p in pages]
@@ -337,7 +338,7 @@ def create_app(app: App) -> ASGIApp:
     router = Starlette(routes=routes, exception_handlers=handlers, max_body_size=min(p.max_body for p in pages))
     router.router.redirect_slashes = False
     https = app.cfg.site.base_url.startswith("https:")
-    stack: ASGIApp = SecurityHeaders(router, security_headers(https))
+    stack: ASGIApp = SecurityHeaders(router, [] if server_adds_headers else security_headers(https))
     stack = AccessLog(stack, tuple(p.prefix for p in pages if p.secret_path))
     if app.cfg.web.proxies:
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware

@@ -40,7 +40,8 @@ def security_headers(https: bool) -> list[tuple[bytes, bytes]]:
 
 
 class SecurityHeaders:
-    """ASGI middleware: adds the security headers to every answer, the framework's own errors included; an
+    """ASGI middleware: adds the security headers to every answer, the framework's own errors included (none
+    when `headers` is empty: under `publish web` uvicorn adds them, also to its own 500 and 503 answers); an
     answer given before the request body was read to its end closes the connection (the rest is not wanted)."""
 
     def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:

@@ -71,15 +71,18 @@ def guarded_protocol(header_timeout: float, headers: list[tuple[bytes, bytes]]) 
 
 def uvicorn_config(asgi: Any, cfg: Config, host: str, port: int, headers: list[tuple[bytes, bytes]],
                    log_level: str = "info") -> uvicorn.Config:
-    """uvicorn settings for the pages: no forwarded headers (the app reads them from trusted proxies only),
-    no access log of its own (the app's redacts tokens), a connection cap, the guarded protocol."""
+    """uvicorn settings for the pages: the security headers on every answer (uvicorn's own 500 and 503
+    included; `asgi` must not add them again), no forwarded headers (the app reads them from trusted
+    proxies only), no access log of its own (the app's redacts tokens), a connection cap, the guarded
+    protocol."""
     web = cfg.web
     return uvicorn.Config(asgi, host=host, port=port, http=guarded_protocol(web.request_timeout, headers),
+                          headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers],
                           proxy_headers=False, server_header=False, access_log=False, log_level=log_level,
                           limit_concurrency=web.max_connections, timeout_keep_alive=5,
                           h11_max_incomplete_event_size=16 * 1024, lifespan="off")
 
 
 def serve(asgi: Any, cfg: Config, host: str, port: int, headers: list[tuple[bytes, bytes]]) -> None:
-    """Serve until SIGINT or SIGTERM."""
+    """Serve `asgi` (built with `create_app(app, server_adds_headers=True)`) until SIGINT or SIGTERM."""
     uvicorn.Server(uvicorn_config(asgi, cfg, host, port, headers)).run()
