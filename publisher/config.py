@@ -49,6 +49,7 @@ class FeedsConfig:
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     database: str = "state/publisher.sqlite3"
+    busy_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class DigestConfig:
     time: str = "08:00"
     catch_up_hours: int = 48
     max_posts: int = 30
+    adopt_existing: bool = True
     unsubscribe_url: str = ""
     preferences_url: str = ""
     token_secret_env: str = "PUBLISHER_TOKEN_SECRET"
@@ -245,6 +247,11 @@ class Config:
         return self.root / self.state.database
 
     @property
+    def state_dir(self) -> Path:
+        """The folder of the state database; private to this user (0700) when publisher creates it."""
+        return self.database_path.parent
+
+    @property
     def unsubscribe_url(self) -> str:
         return self.digest.unsubscribe_url or self.site.base_url + "unsubscribe/{token}"
 
@@ -350,6 +357,8 @@ def _validate(source: str, cfg: Config) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(source, "site.timezone",
                           f"{cfg.site.timezone!r} is not a known time zone; use a name like 'Asia/Tokyo'") from None
+    if cfg.state.busy_timeout < 0:
+        raise ConfigError(source, "state.busy_timeout", "must be 0 or more seconds")
     if cfg.feeds.entries < 1:
         raise ConfigError(source, "feeds.entries", "must be at least 1")
     if cfg.feeds.content not in ("full", "summary"):
@@ -456,6 +465,12 @@ def load_config(path: str | Path) -> Config:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(source, "-", "file not found; pass --config PATH or create config.toml") from None
+    except IsADirectoryError:
+        raise ConfigError(source, "-", "is a folder; pass the config.toml file itself to --config") from None
+    except OSError as exc:
+        raise ConfigError(source, "-", f"cannot be read ({exc.strerror}); check its permissions") from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, "-", "is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "-", f"is not valid TOML: {exc}") from None
     return config_from_dict(data, path.resolve().parent, source)
@@ -473,3 +488,9 @@ def config_from_dict(data: dict, root: Path, source: str = "config.toml") -> Con
     cfg = Config(root=root, source=source, **sections)
     _validate(source, cfg)
     return cfg
+
+
+def require_sender(cfg: Config) -> None:
+    """Sending needs a sender address; previews do not."""
+    if "@" not in cfg.digest.from_address:
+        raise ConfigError(cfg.source, "digest.from_address", "is needed to send: e.g. \"Site <news@example.com>\"")

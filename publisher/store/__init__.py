@@ -14,7 +14,7 @@ def open_store(cfg: Config, readonly: bool = False) -> Store:
     """The store named by [state]: the SQLite file (the default)."""
     from .sqlite import SQLiteStore
 
-    return SQLiteStore.open(cfg.database_path, readonly=readonly)
+    return SQLiteStore.open(cfg.database_path, readonly=readonly, busy_timeout=cfg.state.busy_timeout)
 
 
 __all__ = ["Store", "open_store"]

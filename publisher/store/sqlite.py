@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import StoreError
+from ..files import PRIVATE_DIR, PRIVATE_FILE, make_dirs
 from .base import (
     Digest,
     FeedRecord,
@@ -110,6 +112,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE rate_buckets (bucket TEXT PRIMARY KEY, tat DOUBLE PRECISION NOT NULL);
     CREATE INDEX rate_buckets_tat ON rate_buckets (tat);
     """,
+    """
+    ALTER TABLE published ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -153,6 +158,16 @@ def _store_error(path: Path | None, exc: sqlite3.Error) -> StoreError:
                       "check the path in [state] database and its permissions")
 
 
+def _create_private(path: Path) -> None:
+    """Create the state folder (0700) and an empty database file (0600) unless they exist: it holds
+    subscribers' addresses. SQLite gives the -wal and -shm files the database file's permissions."""
+    make_dirs(path.parent, PRIVATE_DIR)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+
+
 class SQLiteStore:
     """One SQLite database file; read-only stores (dry runs) never create or change it."""
 
@@ -163,7 +178,7 @@ class SQLiteStore:
         self._depth = 0
 
     @classmethod
-    def open(cls, path: Path, readonly: bool = False) -> SQLiteStore:
+    def open(cls, path: Path, readonly: bool = False, busy_timeout: float = 30.0) -> SQLiteStore:
         try:
             if readonly and not path.exists():
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -173,11 +188,11 @@ class SQLiteStore:
                 uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live_wal else "&immutable=1")
                 conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+                _create_private(path)
+                conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, path, readonly)
             store._migrate()
@@ -313,9 +328,11 @@ class SQLiteStore:
 
     def record_published(self, rows: Iterable[NewPublished]) -> None:
         """Insert newly published posts with their permanent ids."""
-        self._write_many("INSERT INTO published VALUES (?, ?, ?, ?, ?, ?, ?)", (
-            (r.key, r.post_id, r.first_published.astimezone(UTC).isoformat(), r.content_hash, r.title, r.url,
-             _categories(r.categories)) for r in rows))
+        self._write_many(
+            "INSERT INTO published (key, post_id, first_published, content_hash, title, url, categories, adopted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((r.key, r.post_id, r.first_published.astimezone(UTC).isoformat(), r.content_hash, r.title, r.url,
+              _categories(r.categories), int(r.adopted)) for r in rows))
 
     def update_published(self, rows: Iterable[NewPublished]) -> None:
         """Refresh hash, title, url and categories of posts whose content changed (id and first time stay)."""
@@ -323,9 +340,10 @@ class SQLiteStore:
                          ((r.content_hash, r.title, r.url, _categories(r.categories), r.key) for r in rows))
 
     def published_between(self, start: datetime, end: datetime) -> list[PublishedPost]:
-        """Posts first published in [start, end), newest first."""
+        """Posts first published in [start, end), newest first; adopted ones (a blog's back catalogue) never."""
         rows = self._all("SELECT key, title, url, categories, first_published FROM published "
-                         "WHERE first_published >= ? AND first_published < ? ORDER BY first_published DESC, key",
+                         "WHERE first_published >= ? AND first_published < ? AND adopted = 0 "
+                         "ORDER BY first_published DESC, key",
                          (start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat()))
         return [PublishedPost(k, t, u, tuple(json.loads(c)), datetime.fromisoformat(f)) for k, t, u, c, f in rows]
 

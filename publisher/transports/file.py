@@ -1,4 +1,7 @@
-"""A transport that writes each message as an .eml file (previews, dry runs, and sites without a mailer)."""
+"""A transport that writes each message as an .eml file (previews, dry runs, and sites without a mailer).
+
+The files and any folder it creates are private to this user: each message carries its reader's address and
+signed unsubscribe and preferences links."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..files import write_if_changed
+from ..files import PRIVATE_FILE, write_if_changed
 from ..message import Outgoing
 from .base import SENT, SendResult
 
@@ -26,7 +29,7 @@ class FileTransport:
         results = []
         for message in messages:
             path = self.path_for(message)
-            write_if_changed(path, message.as_bytes())
+            write_if_changed(path, message.as_bytes(), PRIVATE_FILE)  # it carries the reader's own links
             results.append(SendResult(message.key, SENT, provider_id=str(path)))
         return results
 
