@@ -65,6 +65,10 @@ class ConfigError(UsageError):
         self.key = key
 
 
+class SecretError(UsageError):
+    """A secret the configuration names (signing secret, API key, SMTP password) is missing or unusable."""
+
+
 class PostError(PublisherError):
     """A post that cannot be published; carries the finding that says why."""
 
@@ -76,7 +80,7 @@ class PostError(PublisherError):
 
 
 class StoreError(PublisherError):
-    """The state database cannot be used (locked, full, read-only, corrupt, unreachable)."""
+    """The state database or folder cannot be used (locked, full, read-only, corrupt, unreachable)."""
 
 
 class TransportError(PublisherError):

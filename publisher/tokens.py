@@ -20,14 +20,15 @@ import hashlib
 import hmac
 import os
 import re
+import secrets as pysecrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import PublisherError
+from .errors import PublisherError, SecretError
 
 PURPOSES = {"unsubscribe": b"u", "preferences": b"p", "confirm": b"c"}
-PREVIEW_SECRET = b"preview-only-secret-never-used-for-sending"
+MIN_SECRET = 16
 VERSION = b"\x02"
 PAYLOAD_BYTES, MAC_BYTES = 24, 18
 TOKEN_CHARS = (PAYLOAD_BYTES + MAC_BYTES) * 4 // 3  # 56: no padding, so the encoding is canonical by length
@@ -51,27 +52,46 @@ def damaged() -> TokenError:
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
-    """The current signing secret and older ones still accepted (rotation)."""
+    """The current signing secret and older ones still accepted (rotation); `source` says where it came from."""
 
     current: bytes
     previous: tuple[bytes, ...] = ()
-
-    @classmethod
-    def from_env(cls, name: str, required: bool = True) -> Secrets:
-        """Secret from $NAME, old secrets from $NAME_OLD (comma-separated); a preview secret when not required."""
-        value = os.environ.get(name, "")
-        if len(value) < 16:
-            if required:
-                raise PublisherError(f"set the environment variable {name} to a random secret of 16+ characters "
-                                     "(it signs unsubscribe links); e.g. export "
-                                     f"{name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
-            return cls(PREVIEW_SECRET)
-        old = tuple(s.encode() for s in os.environ.get(f"{name}_OLD", "").split(",") if len(s) >= 16)
-        return cls(value.encode(), old)
+    source: str = ""
 
     @property
     def all(self) -> tuple[bytes, ...]:
         return (self.current, *self.previous)
+
+
+def _old_secrets(name: str) -> tuple[bytes, ...]:
+    return tuple(s.strip().encode() for s in os.environ.get(f"{name}_OLD", "").split(",")
+                 if len(s.strip()) >= MIN_SECRET)
+
+
+def env_secrets(name: str) -> Secrets | None:
+    """Secrets from $NAME (older ones from $NAME_OLD), None when $NAME is unset or empty."""
+    value = os.environ.get(name, "")
+    if not value:
+        return None
+    if len(value) < MIN_SECRET:
+        raise SecretError(f"the environment variable {name} is too short ({len(value)} characters) to sign links",
+                          f"set it to a random secret of {MIN_SECRET}+ characters, e.g. export "
+                          f"{name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset it "
+                          "to use the secret publisher keeps in the state folder")
+    return Secrets(value.encode(), _old_secrets(name), f"${name}")
+
+
+def secrets_from_text(value: str, name: str, source: str) -> Secrets | None:
+    """Secrets from a kept secret's text (older ones from $NAME_OLD); None when it is too short to use."""
+    value = value.strip()
+    if len(value) < MIN_SECRET:
+        return None
+    return Secrets(value.encode(), _old_secrets(name), source)
+
+
+def throwaway_secrets() -> Secrets:
+    """A random secret for dry runs, which show no links and must not write a secret file."""
+    return Secrets(pysecrets.token_bytes(32))
 
 
 def keyed_hash(secret: bytes, label: str, text: str, size: int = 16) -> bytes:

@@ -212,11 +212,11 @@ def test_token_rejects_forgery_and_other_purpose():
     assert "." not in token and len(token) == 56 and b"a@example.com" not in base64.urlsafe_b64decode(token)
 
 
-def test_missing_secret_is_a_clear_error(digest_site, smtp_server, monkeypatch):
+def test_unusable_secret_is_a_clear_error(digest_site, smtp_server, monkeypatch):
     use_smtp(digest_site, smtp_server.port)
-    monkeypatch.delenv("PUBLISHER_TOKEN_SECRET")
+    monkeypatch.setenv("PUBLISHER_TOKEN_SECRET", "short")
     result = digest_site.run("--now", DIGEST_NOW, "digest", "--send")
-    assert result.exit_code == 3 and "PUBLISHER_TOKEN_SECRET" in result.output
+    assert result.exit_code == 2 and "PUBLISHER_TOKEN_SECRET is too short" in result.output
     assert not smtp_server.recorder.messages
 
 

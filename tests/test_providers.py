@@ -219,7 +219,7 @@ def test_missing_api_key(digest_site, httpserver, monkeypatch):
     use_provider(digest_site, httpserver, "postmark", monkeypatch)
     monkeypatch.delenv("PUBLISHER_API_KEY")
     result = send(digest_site)
-    assert result.exit_code == 3 and "set the environment variable PUBLISHER_API_KEY" in result.output
+    assert result.exit_code == 2 and "the environment variable PUBLISHER_API_KEY is not set" in result.output
 
 
 @pytest.mark.parametrize("header", ["Retry-After", "X-RateLimit-Reset"])

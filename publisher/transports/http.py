@@ -13,6 +13,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 import httpx
 
 from ..config import HttpConfig
+from ..errors import SecretError
 from ..message import PREFERENCES_MARK, UNSUBSCRIBE_MARK, Outgoing
 from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff
 
@@ -67,8 +68,8 @@ class HttpProvider:
         self.cfg = cfg
         self.key = os.environ.get(cfg.api_key_env, "")
         if not self.key:
-            raise TransportError(f"set the environment variable {cfg.api_key_env} to your {self.name} API key "
-                                 f"(named by [http] api_key_env)")
+            raise SecretError(f"the environment variable {cfg.api_key_env} is not set",
+                              f"set it to your {self.name} API key ([http] api_key_env names it)")
         self.base_url = (cfg.api_url or self.default_url).rstrip("/")
         self.client: httpx.Client | None = None
         self.sleep = time.sleep

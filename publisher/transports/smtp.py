@@ -11,6 +11,7 @@ from email.utils import parseaddr
 from functools import lru_cache
 
 from ..config import SmtpConfig
+from ..errors import SecretError
 from ..message import Outgoing
 from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff
 
@@ -27,6 +28,9 @@ class SMTPTransport:
     def __init__(self, cfg: SmtpConfig) -> None:
         self.cfg = cfg
         self.password = os.environ.get(cfg.password_env, "")
+        if cfg.username and not self.password:
+            raise SecretError(f"the environment variable {cfg.password_env} is not set",
+                              f"set it to the SMTP password of {cfg.username!r} ([smtp] password_env names it)")
         self.conn: smtplib.SMTP | None = None
         self.sleep = time.sleep
 
