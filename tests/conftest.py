@@ -93,13 +93,15 @@ def smtp_server():
 
 @pytest.fixture
 def digest_site(site: Site, monkeypatch) -> Site:
-    """The example site with its posts published on 2026-03-12 and three subscribers."""
+    """The example site with its posts published on 2026-03-12 (all of them news for the digest: no adoption of
+    the back catalogue) and three subscribers."""
     monkeypatch.setenv("PUBLISHER_TOKEN_SECRET", SECRET)
+    site.set_config("adopt_existing = true", "adopt_existing = false")
     result = site.run("--now", "2026-03-12T20:00:00+09:00")
     assert result.exit_code == 0, result.output
     site.run("subscribers", "add", "all@example.com", "--name", "山田 太郎")
     site.run("subscribers", "add", "chips@example.com", "--category", "半導体", "--category", "Research")
-    site.run("subscribers", "add", "none@example.com", "--category", "存在しないカテゴリ")
+    site.run("subscribers", "add", "none@example.com", "--category", "存在しないカテゴリ", "--allow-new-category")
     return site
 
 

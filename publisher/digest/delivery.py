@@ -7,13 +7,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..config import Config
+from ..config import Config, require_sender
 from ..errors import TransportError
 from ..message import Outgoing
 from ..store.base import Outcome, Problem, Store
 from ..tokens import Secrets
 from ..transports.base import FAILED, RETRY, SENT, UNKNOWN, RateLimiter, SendResult, Transport
-from .job import DigestJob, MessageFactory, prepare_digest, require_sender
+from .job import DigestJob, MessageFactory, prepare_digest
 from .schedule import last_slot, period_for, utc_stamp
 
 PAGE = 200  # ledger rows read per query; messages are built a page at a time, so memory stays flat

@@ -4,10 +4,9 @@ all use it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..config import Config
-from ..errors import ConfigError
 from ..message import GMAIL_CLIP_BYTES, PREFERENCES_MARK, UNSUBSCRIBE_MARK, Outgoing, Skeleton, list_headers, message_id
 from ..reading.load import load_posts, reader_signature
 from ..reading.posts import ReaderSettings, scan_posts
@@ -15,7 +14,7 @@ from ..store.base import Digest, Store, Subscriber
 from ..text import one_line
 from ..tokens import Secrets, make_token
 from .render import DigestPost, DigestRenderer, RenderedDigest
-from .schedule import period_for, utc_stamp
+from .schedule import last_slot, next_slot, period_for, utc_stamp
 
 
 @dataclass(slots=True)
@@ -58,21 +57,29 @@ def _digest_posts(cfg: Config, store: Store, keys: list[str]) -> list[DigestPost
 
 
 def prepare_digest(cfg: Config, store: Store, slot: datetime) -> DigestJob:
-    """The digest for `slot`: its posts are fixed when the digest is first created and reused after that."""
+    """The digest for `slot`: its posts are fixed when the digest is first created and reused after that.
+    A slot still to come holds the posts first published so far. Each message lists at most [digest]
+    max_posts of them (the renderer mentions the rest)."""
     start, end = period_for(cfg, slot)
     row = store.digest_for(utc_stamp(end))
     if row is not None and row.status != "missed":
         keys = list(row.posts)
     else:
-        keys = [p.key for p in store.published_between(start, end)][: cfg.digest.max_posts]
+        keys = [p.key for p in store.published_between(start, end)]
     posts = _digest_posts(cfg, store, keys)
     subject = one_line(cfg.digest.subject.format(site=cfg.site.title, start=start, end=end, count=len(posts)))
     return DigestJob(slot, start, end, posts, row, DigestRenderer(cfg, posts, start, end), subject)
 
 
-def require_sender(cfg: Config) -> None:
-    if "@" not in cfg.digest.from_address:
-        raise ConfigError(cfg.source, "digest.from_address", "is needed to send: e.g. \"Site <news@example.com>\"")
+def upcoming_slot(cfg: Config, store: Store, now: datetime) -> datetime:
+    """The send time of the digest that goes out next: the latest scheduled one while a pass would still send
+    it (not sent yet, within [digest] catch_up_hours), else the next one."""
+    slot = last_slot(cfg, now)
+    row = store.digest_for(utc_stamp(slot))
+    unsent = row.status == "sending" if row else bool(store.count_subscribers().get("active"))
+    if cfg.digest.enabled and unsent and now - slot <= timedelta(hours=cfg.digest.catch_up_hours):
+        return slot
+    return next_slot(cfg, now)
 
 
 class MessageFactory:

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ..config import Config
-from ..files import write_if_changed
+from ..config import Config, require_sender
+from ..files import PRIVATE_FILE, write_if_changed
 from ..store.base import Store, Subscriber
 from ..tokens import Secrets
 from ..transports.base import SendResult, Transport
 from ..transports.file import FileTransport
-from .job import DigestJob, require_sender
+from .job import DigestJob
 
 PREVIEW_ADDRESS = "preview@example.com"
 
@@ -30,6 +30,7 @@ class CategoryGroup:
     subscribers: int
     posts: int
     size: int  # bytes of one message
+    more: int = 0  # posts left out over [digest] max_posts
 
 
 @dataclass(slots=True)
@@ -59,7 +60,8 @@ def dry_run_digest(cfg: Config, store: Store, job: DigestJob, secrets: Secrets, 
         result.recipients += count
         message = factory.build(_sample(categories=tuple(sorted(categories)))) if cfg.digest.from_address else None
         size = len(message.as_bytes()) if message else len(rendered.html.encode()) + len(rendered.text.encode())
-        result.groups.append(CategoryGroup(tuple(sorted(categories)), count, rendered.post_count, size))
+        result.groups.append(CategoryGroup(tuple(sorted(categories)), count, rendered.post_count, size,
+                                           rendered.more))
     return result
 
 
@@ -82,8 +84,8 @@ def preview_digest(cfg: Config, store: Store, job: DigestJob, secrets: Secrets, 
     if first is None:
         return written
     written += [folder / "digest.html", folder / "digest.txt"]
-    write_if_changed(written[0], first.html.encode())
-    write_if_changed(written[1], first.text.encode())
+    write_if_changed(written[0], first.html.encode(), PRIVATE_FILE)
+    write_if_changed(written[1], first.text.encode(), PRIVATE_FILE)
     outbox = FileTransport(folder)
     for sub in _sample_subscribers(cfg, store):
         message = factory.build(sub)

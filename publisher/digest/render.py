@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 
 from ..config import Config
 from ..message import PREFERENCES_MARK, UNSUBSCRIBE_MARK
@@ -15,11 +14,10 @@ from ..reading.html import excerpt_html
 from ..reading.posts import Post
 from ..text import one_line
 
-PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
 LABELS = {
     "ja": {"other": "その他", "minutes": "分で読めます", "read": "続きを読む", "unsubscribe": "配信停止",
            "preferences": "配信設定の変更", "posts": "件の新着記事", "test": "[テスト] ",
+           "more": "ほか {n} 件の新着記事はサイトでご覧いただけます:",
            "footer": "このメールは {site} の週刊ダイジェストに登録された方にお送りしています。",
            "view_online": "ブラウザで表示", "sender": "送信者", "postal": "所在地", "contact": "お問い合わせ",
            "optout": "今後の配信を希望されない場合は、こちらから配信を停止できます:",
@@ -27,6 +25,7 @@ LABELS = {
            "subscribe": "ダイジェストを購読する"},
     "en": {"other": "Other", "minutes": "min read", "read": "Read more", "unsubscribe": "Unsubscribe",
            "preferences": "Change preferences", "posts": "new posts", "test": "[TEST] ",
+           "more": "…and {n} more new posts on the site:",
            "footer": "You receive this because you subscribed to the {site} digest.",
            "view_online": "View in browser", "sender": "Sent by", "postal": "Postal address", "contact": "Contact",
            "optout": "To stop receiving these emails, unsubscribe here:",
@@ -92,27 +91,40 @@ class RenderedDigest:
     html: str
     text: str
     post_count: int
+    more: int = 0  # posts beyond [digest] max_posts, mentioned as "and N more" with a link to the site
 
 
-def sections_for(posts: Iterable[DigestPost], categories: frozenset[str], other: str) -> list[Section]:
-    """Posts grouped by category (each post once, under its first followed category), newest first."""
+def sections_for(posts: Iterable[DigestPost], categories: frozenset[str], other: str,
+                 limit: int | None = None) -> tuple[list[Section], int]:
+    """The newest `limit` posts for a subscriber following `categories` (empty: all), grouped by category (each
+    post once, under its first followed category), newest first; and how many more were left out."""
+    chosen: list[tuple[str, DigestPost]] = []
+    for post in sorted(posts, key=lambda p: (p.date, p.key), reverse=True):
+        category = next((c for c in post.categories if not categories or c in categories), None)
+        if category is None and not categories:
+            category = other
+        if category is not None:
+            chosen.append((category, post))
+    shown = chosen if limit is None else chosen[:limit]
     groups: dict[str, list[DigestPost]] = {}
-    for post in posts:
-        chosen = next((c for c in post.categories if not categories or c in categories), None)
-        if chosen is None and not categories:
-            chosen = other
-        if chosen is not None:
-            groups.setdefault(chosen, []).append(post)
+    for category, post in shown:
+        groups.setdefault(category, []).append(post)
     ordered = sorted(groups.items(), key=lambda item: (-max(p.date for p in item[1]).timestamp(), item[0]))
-    return [Section(cat, tuple(sorted(ps, key=lambda p: (p.date, p.key), reverse=True))) for cat, ps in ordered]
+    return [Section(cat, tuple(ps)) for cat, ps in ordered], len(chosen) - len(shown)
+
+
+def template_loader(folder: str):
+    """The site's templates folder first, then the templates shipped inside the package."""
+    from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader
+
+    return ChoiceLoader([FileSystemLoader(folder), PackageLoader("publisher", "templates")])
 
 
 @lru_cache(maxsize=4)
 def _environment(folder: str):
-    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+    from jinja2 import Environment, StrictUndefined, select_autoescape
 
-    loader = ChoiceLoader([FileSystemLoader(folder), FileSystemLoader(str(PACKAGE_TEMPLATES))])
-    return Environment(loader=loader, autoescape=select_autoescape(["html", "html.j2"]),
+    return Environment(loader=template_loader(folder), autoescape=select_autoescape(["html", "html.j2"]),
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
@@ -147,7 +159,7 @@ class DigestRenderer:
         return rendered.html if rendered else None
 
     def _render(self, categories: frozenset[str], test: bool, archive: bool = False) -> RenderedDigest | None:
-        sections = sections_for(self.posts, categories, self.labels["other"])
+        sections, more = sections_for(self.posts, categories, self.labels["other"], self.cfg.digest.max_posts)
         count = sum(len(s.posts) for s in sections)
         if not count:
             return None
@@ -165,8 +177,9 @@ class DigestRenderer:
             "archive_url": archive_url(cfg, self.end) if cfg.digest.archive else "",
             "archive_note": self.labels["archive_note"].format(site=cfg.site.title),
             "subscribe_url": cfg.site.base_url + "subscribe",
+            "more": more, "more_text": self.labels["more"].format(n=more), "site_url": cfg.site.base_url,
         }
         env = _environment(str(cfg.root / cfg.digest.templates))
         html = _inliner().inline(env.get_template("digest.html.j2").render(context))
         text = env.get_template("digest.txt.j2").render(context)
-        return RenderedDigest(subject, html, text, count)
+        return RenderedDigest(subject, html, text, count, more)

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ..app import App
-from ..errors import ConfigError, Finding, PublisherError
+from ..errors import EXIT_FAILED, Finding, PublisherError
 from ..feeds.build import settings_signature
 from ..feeds.update import FeedChanges, feeds_intact, update_feeds
 from ..reading.load import decode_record, load_posts, reader_signature, render_posts
-from ..reading.posts import Post, ReaderSettings, SourceFile, scan_posts
+from ..reading.posts import Post, ReaderSettings, SourceFile, site_posts
 from ..selection import Held, mint_post_id, select_posts
 from ..store.base import NewPublished, Store
 
@@ -34,6 +34,7 @@ class ScheduledDigest:
     warnings: list[str] = field(default_factory=list)
     stopped: bool = False
     error: str = ""
+    error_code: int = EXIT_FAILED  # the exit code of the error that stopped it, as the command itself would exit
 
 
 @dataclass(slots=True)
@@ -50,6 +51,8 @@ class PassReport:
     findings: list[Finding] = field(default_factory=list)
     feeds: FeedChanges = field(default_factory=FeedChanges)
     digest: ScheduledDigest | None = None
+    adopted: set[str] = field(default_factory=set)  # keys of new posts adopted as a blog's back catalogue
+    adopted_before: datetime | None = None  # the start of the next digest's period, on an adopting pass
 
     @property
     def digest_error(self) -> str:
@@ -129,9 +132,7 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
     report = PassReport(now=now, dry_run=dry_run)
     reader_sig = reader_signature(cfg)
     signature = settings_signature(cfg, reader_sig)
-    if not cfg.posts_dir.is_dir():  # a typo here must not empty every feed
-        raise ConfigError(cfg.source, "posts.folder", f"{cfg.posts_dir} is not a folder; create it or fix the path")
-    sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
+    sources = site_posts(cfg)  # a missing posts folder is an error: a typo here must not empty every feed
     report.posts_read = len(sources)
     snapshot = _snapshot(sources, signature)
     if _quick_pass(app, store, snapshot, now, report):
@@ -151,11 +152,14 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
     report.findings = [f for p in selection.new for f in p.findings if f.severity != "info"]
     ids = {key: rec.post_id for key, rec in published.items()}
     taken = set(ids.values())
+    report.adopted_before = adoption_cutoff(app, now) if not published else None
     for post in selection.new:
         post_id = mint_post_id(post, cfg.site.base_url, taken)
         taken.add(post_id)
         ids[post.key] = post_id
         report.new.append((post, post_id))
+        if report.adopted_before is not None and post.date < report.adopted_before:
+            report.adopted.add(post.key)
 
     def render(posts: list[Post]):
         return render_posts(settings, str(cfg.posts_dir), posts, cfg.feeds.content == "full")
@@ -164,8 +168,8 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
     if dry_run:
         return report
     with store.transaction():
-        store.record_published(NewPublished(p.key, pid, now, p.content_hash, p.title, p.url, p.categories)
-                               for p, pid in report.new)
+        store.record_published(NewPublished(p.key, pid, now, p.content_hash, p.title, p.url, p.categories,
+                                            p.key in report.adopted) for p, pid in report.new)
         store.update_published(NewPublished(p.key, ids[p.key], now, p.content_hash, p.title, p.url, p.categories)
                                for p in report.changed)
     store.save_feeds(report.feeds.records, report.feeds.removed_relpaths)
@@ -174,6 +178,16 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
     _remember_pass(store, snapshot, report, rejected_keys)
     store.record_run("publish", started, datetime.now(cfg.tz), report.summary())
     return report
+
+
+def adoption_cutoff(app: App, now: datetime) -> datetime | None:
+    """On the first pass over an empty state ([digest] adopt_existing): posts dated before the start of the
+    next digest's period are a blog's back catalogue, published but not news for any digest."""
+    if not app.cfg.digest.adopt_existing:
+        return None
+    from ..digest.schedule import next_slot, period_for
+
+    return period_for(app.cfg, next_slot(app.cfg, now))[0]
 
 
 def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
@@ -202,6 +216,7 @@ def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
 
     try:
         if dry_run:
+            app.check_ready_to_send()  # what the real pass would refuse, the dry run refuses too
             dry = dry_run_digest(cfg, store, prepare_digest(cfg, store, slot), app.preview_secrets, now)
             return ScheduledDigest(slot, "would-send", recipients=dry.recipients, nothing_new=dry.nothing_new,
                                    posts=len(dry.job.posts))
@@ -209,6 +224,6 @@ def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
         result = send_digest(cfg, store, app.secrets, app.transport, now, slot, should_stop=should_stop)
         store.record_run("digest", started, datetime.now(UTC), {"sent": result.sent_now, **result.counts})
     except PublisherError as exc:
-        return ScheduledDigest(slot, "sent", error=str(exc))
+        return ScheduledDigest(slot, "sent", error=str(exc), error_code=exc.exit_code)
     return ScheduledDigest(slot, "sent", result.sent_now, result.counts, posts=len(result.job.posts),
                            warnings=result.warnings, stopped=result.stopped, error=result.error)
