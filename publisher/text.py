@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, tzinfo
 
 _XML_FORBIDDEN_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -17,3 +18,11 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return " ".join(text.split())
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+
+
+def local_time(when: datetime | str, tz: tzinfo, seconds: bool = False) -> str:
+    """The one way times are shown: ISO 8601 in the site timezone with its offset (2026-01-05T09:00+09:00).
+    Accepts a stored ISO string too."""
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
+    return when.astimezone(tz).replace(microsecond=0).isoformat(timespec="seconds" if seconds else "minutes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -79,6 +80,7 @@ def _digest_just_missed(site) -> None:
     when = datetime.now(TOKYO) - timedelta(minutes=1)
     site.set_config('day = "mon"', f'day = "{when.strftime("%a").lower()}"')
     site.set_config('time = "08:00"', f'time = "{when.strftime("%H:%M")}"')
+    site.set_config("adopt_existing = true", "adopt_existing = false")  # every example post is news
     site.run("--now", (when - timedelta(days=1)).isoformat())  # the example posts, published yesterday
 
 
@@ -211,3 +213,21 @@ def test_watch_publishes_a_saved_post_without_waiting_for_a_scan(site):
     finally:
         out = stop(proc)
     assert "file saved: pass: 1 new" in out
+
+
+def test_one_log_line_per_job_stamped_in_the_site_timezone(site):
+    site.write_post("broken.md", b'---\ntitle: "x"\n---\nbody\n')
+    proc = start_serve(site, "--scan-interval", "1")
+    try:
+        assert wait_until(lambda: (site.feeds / "index.opml").exists())
+        time.sleep(3.5)
+    finally:
+        out = stop(proc)
+    lines = out.splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00 (INFO|WARNING|ERROR) "
+    assert all(re.match(stamp, line) for line in lines), out
+    scans = [line for line in lines if " scan: " in line]
+    assert len(scans) >= 3, out
+    assert all(re.search(r"scan: pass: \d+ new, .* 1 rejected", line) for line in scans), scans
+    assert len(lines) == len(scans) + 3, "besides one line per scan: serving…, SIGTERM received, stopped"
+    assert "Running job" not in out and "executed successfully" not in out

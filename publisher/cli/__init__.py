@@ -10,10 +10,11 @@ import click
 
 from ..errors import EXIT_FAILED, PublisherError
 from . import digest, publish, serve, subscribers
-from .common import EXIT_CODES_HELP, PublisherGroup, app_of
+from .common import EXIT_CODES_HELP, PublisherGroup, app_of, honours_dry_run
 from .publish import check, run_publish
 
 
+@honours_dry_run
 @click.group(cls=PublisherGroup, invoke_without_command=True, epilog=EXIT_CODES_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default="config.toml",
               envvar="PUBLISHER_CONFIG", show_default=True, help="The config.toml to use.")
@@ -26,6 +27,9 @@ def main(ctx: click.Context, config_path, dry_run: bool, now_text: str | None) -
 
     With no command, runs one pass: new posts are published, changed feeds are rewritten, the weekly
     digest is sent when its time has come, and a summary is printed.
+
+    The options --config, --now and --dry-run may also follow the command: `publish digest --now
+    2026-01-05T09:00 --dry-run` is the same as `publish --now 2026-01-05T09:00 digest --dry-run`.
 
     \b
     Example:

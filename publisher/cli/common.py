@@ -1,10 +1,12 @@
-"""What every command shares: the app built from --config and --now, the error mapping, time formatting."""
+"""What every command shares: the app built from --config and --now, the global options accepted after any
+command, the error mapping, time formatting."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,9 +17,22 @@ if TYPE_CHECKING:
     from ..app import App
     from ..store import Store
 
-EXIT_CODES_HELP = """Exit codes: 0 done; 1 done, but something needs a look (posts rejected, recipients failed or
-unknown, bad rows); 2 usage, config.toml or input error; 3 the run could not complete (state database,
-feeds folder, mail server or API, another publisher holding the lock)."""
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  done
+  1  done, but something needs a look (posts rejected, recipients failed or unknown, bad rows)
+  2  usage, config.toml or input error (an API key or password not set, no posts folder)
+  3  the run could not complete (state database locked or unwritable, feeds folder, mail server or API,
+     another publisher holding the lock)"""
+
+# The global options: given before the command (`publish --now … digest`) or after it (`publish digest --now …`).
+GLOBAL_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--config", "config_path", {"type": click.Path(path_type=Path), "metavar": "PATH",
+                                 "help": "The config.toml to use (default: ./config.toml, or $PUBLISHER_CONFIG)."}),
+    ("--now", "now_text", {"metavar": "ISO-TIME",
+                           "help": "Run as if it were this time (site timezone if no offset)."}),
+    ("--dry-run", "dry_run", {"is_flag": True, "help": "Show what would be done; write, send and record nothing."}),
+)
 
 
 class Failed(click.ClickException):
@@ -33,7 +48,14 @@ class Failed(click.ClickException):
 
 
 class PublisherGroup(click.Group):
-    """A command group that turns every PublisherError into its one line and exit code."""
+    """The root command group: every PublisherError becomes its one line and exit code, here and nowhere
+    else; every command it runs accepts the global options after its name and documents the exit codes."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            accept_global_options(command)
+        return command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -42,17 +64,53 @@ class PublisherGroup(click.Group):
             raise Failed.of(exc) from None
 
 
+def honours_dry_run(command: click.Command) -> click.Command:
+    """Mark a command that does nothing irreversible under --dry-run (it previews, or only reads)."""
+    command.honours_dry_run = True  # type: ignore[attr-defined]
+    return command
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and value is not False:
+            ctx.find_root().ensure_object(dict)[key] = value
+        return value
+
+    return callback
+
+
+def accept_global_options(command: click.Command) -> None:
+    """Let `command` (and each command of a group) take --config, --now and --dry-run after its name too, and
+    end its --help with the exit codes. Options a command defines itself stay its own."""
+    if getattr(command, "accepts_global_options", False):
+        return
+    command.accepts_global_options = True  # type: ignore[attr-defined]
+    taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    for flag, key, attrs in GLOBAL_OPTIONS:
+        if flag in taken or (flag == "--dry-run" and not getattr(command, "honours_dry_run", False)):
+            continue
+        command.params.append(click.Option([flag], expose_value=False, callback=_remember(key), **attrs))
+    if command.epilog is None:
+        command.epilog = EXIT_CODES_HELP
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_global_options(sub)
+
+
 def app_of(ctx: click.Context) -> App:
     """The app for this invocation: config read once, the clock fixed by --now when given."""
     from ..app import App
 
     obj = ctx.find_root().obj
+    if obj.get("dry_run") and not getattr(ctx.command, "honours_dry_run", False):
+        raise UsageError(f"`{ctx.command_path}` has no dry run",
+                         "leave out --dry-run (`publish --dry-run` previews a publishing pass)")
     if "app" not in obj:
         path: Path = obj["config_path"]
         if path.is_dir():
-            raise UsageError(f"{path}: is a folder; pass the config.toml file itself to --config")
+            raise UsageError(f"{path}: is a folder", "pass the config.toml file itself to --config")
         cfg = load_config(path)
-        app = App(cfg)
+        app = App(cfg, notify=lambda text: click.echo(text, err=True))
         if obj.get("now_text"):
             app = app.with_clock(parse_now(obj["now_text"], cfg))
         obj["app"] = app
@@ -80,12 +138,13 @@ def parse_now(value: str, cfg: Config) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=cfg.tz)
 
 
-def when(dt: datetime, cfg: Config) -> str:
-    """A time as every command prints it: ISO 8601 in the site timezone, with its offset."""
-    return dt.astimezone(cfg.tz).replace(microsecond=0).isoformat(timespec="minutes")
+def when(dt: datetime | str, cfg: Config) -> str:
+    """A time as every command prints it: ISO 8601 in the site timezone, with its offset (stored UTC
+    stamps are converted too)."""
+    return local_time(dt, cfg.tz)
 
 
 def lease(app: App, role: str):
     from ..service.lease import Lease
 
-    return Lease(app.open_store, role, app.cfg.serve.lease_seconds)
+    return Lease(app.open_store, role, app.cfg.serve.lease_seconds, tz=app.cfg.tz)

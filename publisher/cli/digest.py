@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, UsageError
-from .common import Failed, lease, open_store, when
+from .common import Failed, honours_dry_run, lease, open_store, when
 
 if TYPE_CHECKING:
     from ..app import App
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..store.base import Problem, Store
 
 
+@honours_dry_run
 @click.command()
 @click.option("--dry-run", "dry", is_flag=True, help="Who would get what: recipients, post counts, sizes.")
 @click.option("--preview", type=click.Path(path_type=Path), metavar="DIR",
@@ -27,41 +28,54 @@ if TYPE_CHECKING:
 @click.option("--status", is_flag=True, help="The ledger of the latest digest.")
 @click.option("--lint", is_flag=True, help="Check a rendered message against the bulk-sender rules; exit 1 on any "
               "failure.")
+@click.option("--period", type=click.Choice(["next", "last"]), default=None,
+              help="For --dry-run, --preview, --test and --lint: the digest that goes out next (default; the posts "
+                   "so far) or the last scheduled one.")
 @click.pass_context
 def digest(ctx: click.Context, dry: bool, preview: Path | None, test_addr: str | None, send: bool,
-           status: bool, lint: bool) -> None:
+           status: bool, lint: bool, period: str | None) -> None:
     """Preview, test, send or inspect the weekly email digest.
 
-    The digest covers the posts first published in the period before the latest scheduled time
-    ([digest] day and time, in the site timezone). Each period is sent once: --send resumes an
-    interrupted send and never re-sends a delivered message.
+    The digest covers the posts first published in the [digest] period_days before its send time ([digest]
+    day and time, in the site timezone). --dry-run, --preview and --test show the digest that goes out next,
+    with the posts published so far (--period last: the last scheduled one). --send sends the digest of the
+    latest scheduled time; each period is sent once: --send resumes an interrupted send and never re-sends a
+    delivered message. Preview and test messages are signed like real ones, so their links work.
 
     \b
     Example:
         publish digest --dry-run
         publish digest --preview preview/
+        publish digest --preview preview/ --period last
         publish digest --test me@example.com
         publish digest --send
         publish digest --status
         publish digest --lint
     """
-    if ctx.find_root().obj["dry_run"] and not (status or preview or lint):
+    if ctx.find_root().obj.get("dry_run") and not (status or preview or lint):
         dry, send, test_addr = True, False, None  # `publish --dry-run digest …` never sends
+    if dry and (send or test_addr):
+        send, test_addr = False, None  # `publish digest --send --dry-run`: show what the send would do
     chosen = [name for name, on in (("--dry-run", dry), ("--preview", preview), ("--test", test_addr),
                                     ("--send", send), ("--status", status), ("--lint", lint)) if on]
     if len(chosen) != 1:
         raise UsageError("choose one of --dry-run, --preview DIR, --test ADDR, --send, --status, --lint")
+    if period and (send or status):
+        raise UsageError(f"--period is for --dry-run, --preview, --test and --lint; {chosen[0]} always takes the "
+                         "latest scheduled digest")
     app, store = open_store(ctx, readonly=not (send or test_addr))
     if status:
-        ctx.exit(_status(store))
+        ctx.exit(_status(store, app.cfg))
     if send:
         with lease(app, "publish digest --send"):
             ctx.exit(_send(app, store))
-    from ..digest.job import prepare_digest
+    from ..digest.job import prepare_digest, upcoming_slot
     from ..digest.schedule import last_slot
 
     now = app.now()
-    job = prepare_digest(app.cfg, store, last_slot(app.cfg, now))
+    slot = last_slot(app.cfg, now) if period == "last" else upcoming_slot(app.cfg, store, now)
+    job = prepare_digest(app.cfg, store, slot)
+    click.echo(_heading(job, app.cfg, now))
     if lint:
         ctx.exit(_lint(app, job, now))
     if dry:
@@ -69,9 +83,9 @@ def digest(ctx: click.Context, dry: bool, preview: Path | None, test_addr: str |
     elif preview:
         from ..digest.preview import preview_digest
 
-        paths = preview_digest(app.cfg, store, job, app.preview_secrets, now, preview)
+        paths = preview_digest(app.cfg, store, job, app.secrets, now, preview)
         if not paths:
-            click.echo("No posts were first published in this digest period: nothing to preview.")
+            click.echo("No posts in this digest yet: nothing to preview.")
         for path in paths:
             click.echo(f"wrote {path}")
     else:
@@ -82,19 +96,30 @@ def _period(job, cfg: Config) -> str:
     return f"{when(job.start, cfg)} – {when(job.end, cfg)}"
 
 
+def _heading(job, cfg: Config, now: datetime) -> str:
+    """Which digest this is: its send time, its period, and its posts (so far, for one still to come)."""
+    if job.slot > now:
+        return (f"Next digest, sent {when(job.slot, cfg)}: posts first published {_period(job, cfg)}; "
+                f"{len(job.posts)} so far")
+    state = {None: "not sent yet", "done": "sent", "sending": "started, not finished: see --status",
+             "missed": "skipped as missed"}[job.row.status if job.row else None]
+    return f"Digest of {when(job.slot, cfg)} ({state}): posts first published {_period(job, cfg)}; {len(job.posts)}"
+
+
 def _dry_run(app: App, store: Store, job, now: datetime) -> None:
     from ..digest.preview import dry_run_digest
     from ..message import GMAIL_CLIP_BYTES
 
     cfg = app.cfg
+    app.check_ready_to_send()  # what a real send would refuse, the dry run refuses too
     result = dry_run_digest(cfg, store, job, app.preview_secrets, now)
-    click.echo(f"Digest {_period(job, cfg)}: {len(job.posts)} post(s)")
     if result.already_done:
         click.echo("Already sent for this period; --send would do nothing.")
     for group in result.groups:
         clip = " — over Gmail's ~102 KB clipping size" if group.size > GMAIL_CLIP_BYTES else ""
+        more = f" (and {group.more} more, over [digest] max_posts)" if group.more else ""
         which = ", ".join(group.categories) or "(all)"
-        click.echo(f"  {group.subscribers} subscriber(s) following {which}: {group.posts} post(s), "
+        click.echo(f"  {group.subscribers} subscriber(s) following {which}: {group.posts} post(s){more}, "
                    f"{group.size / 1024:.1f} KB{clip}")
     click.echo(f"Would send {result.recipients} message(s); {result.nothing_new} subscriber(s) have nothing new "
                "and would get no email. Dry run: nothing sent or recorded.")
@@ -105,7 +130,7 @@ def _lint(app: App, job, now: datetime) -> int:
 
     checks = lint_digest(app.cfg, job, app.preview_secrets, now)
     if checks is None:
-        click.echo("No posts were first published in this digest period: nothing to lint (try --now).")
+        click.echo("No posts in this digest yet: nothing to lint (--period last lints the last scheduled one).")
         return EXIT_OK
     for check in checks:
         click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.rule}: {check.detail}")
@@ -119,9 +144,9 @@ def _test(app: App, store: Store, job, now: datetime, address: str) -> None:
     from ..subscribers import normalize_email
 
     address = normalize_email(address)
-    result = send_test(app.cfg, store, job, app.preview_secrets, app.transport(), now, address)
+    result = send_test(app.cfg, store, job, app.secrets, app.transport(), now, address)
     if result is None:
-        click.echo("No posts were first published in this digest period: nothing to send.")
+        click.echo("No posts in this digest yet: nothing to send.")
     elif result.status == "sent":
         click.echo(f"Test message sent to {address} ({result.provider_id or 'accepted'}); not recorded as the "
                    "week's send.")
@@ -174,16 +199,17 @@ def print_ledger(counts: dict[str, int], skipped: dict[str, int], problems: list
     return EXIT_ATTENTION if counts.get("failed") or counts.get("unknown") else EXIT_OK
 
 
-def _status(store: Store) -> int:
+def _status(store: Store, cfg: Config) -> int:
     latest = store.latest_digest()
     if latest is None:
         click.echo("No digest has been sent yet.")
         return EXIT_OK
-    click.echo(f"Latest digest: {latest.period_start} – {latest.period_end} ({latest.status}): {latest.subject}")
+    click.echo(f"Latest digest: {when(latest.period_start, cfg)} – {when(latest.period_end, cfg)} "
+               f"({latest.status}): {latest.subject}")
     return print_ledger(store.ledger_counts(latest.id), store.skip_reasons(latest.id),
                         store.ledger_problems(latest.id))
 
 
-def status_lines(store: Store) -> int:
+def status_lines(store: Store, cfg: Config) -> int:
     """The latest digest's ledger, for `publish status`."""
-    return _status(store)
+    return _status(store, cfg)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, Finding
-from .common import app_of, lease, when
+from ..errors import EXIT_ATTENTION, EXIT_OK, Finding
+from .common import app_of, honours_dry_run, lease, when
 
 if TYPE_CHECKING:
     from ..app import App
@@ -30,9 +30,11 @@ def run_publish(app: App, dry_run: bool, role: str = "publish") -> int:
 
 
 def pass_exit_code(report) -> int:
+    """The most serious outcome: a digest that could not be sent exits as `publish digest --send` would."""
+    code = EXIT_ATTENTION if report.rejected else EXIT_OK
     if report.digest_error:
-        return EXIT_FAILED
-    return EXIT_ATTENTION if report.rejected else EXIT_OK
+        code = max(code, report.digest.error_code)
+    return code
 
 
 def digest_lines(report, cfg: Config) -> list[str]:
@@ -51,7 +53,7 @@ def digest_lines(report, cfg: Config) -> list[str]:
         return [f"Would send the digest of {at} ({d.posts} posts) to {d.recipients} subscriber(s); "
                 f"{d.nothing_new} with nothing new"]
     if d.error and not d.counts:
-        return [f"Digest not sent: {d.error}"]
+        return [f"Digest {'would not be' if report.dry_run else 'not'} sent: {d.error}"]
     counts = ", ".join(f"{n} {state}" for state, n in sorted(d.counts.items()))
     lines = [f"Digest of {at}: {d.sent_now} sent now ({counts or 'no recipients'})"]
     lines += [f"  {w}" for w in d.warnings]
@@ -71,7 +73,12 @@ def report_lines(report, cfg: Config) -> list[str]:
         echo(f"{'Would publish' if dry else 'Published'} {len(report.new)} new post(s):")
         for post, post_id in report.new:
             cats = ", ".join(post.categories) or "-"
-            echo(f"  + {when(post.date, cfg)}  [{cats}]  {post.title}  ({post.key}; id {post_id})")
+            mark = "  (adopted)" if post.key in report.adopted else ""
+            echo(f"  + {when(post.date, cfg)}  [{cats}]  {post.title}  ({post.key}; id {post_id}){mark}")
+        if report.adopted:
+            echo(f"  {len(report.adopted)} of them {'would be' if dry else 'were'} adopted as the blog's back "
+                 f"catalogue: dated before the next digest's period ({when(report.adopted_before, cfg)}), "
+                 "published but not news for any digest ([digest] adopt_existing)")
     if report.changed:
         echo(f"{'Would update' if dry else 'Updated'} {len(report.changed)} changed post(s):")
         for post in report.changed:
@@ -108,6 +115,7 @@ def report_lines(report, cfg: Config) -> list[str]:
     return lines
 
 
+@honours_dry_run
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json prints one object with every finding, for tools.")
@@ -125,11 +133,11 @@ def check(ctx: click.Context, fmt: str, strict: bool) -> None:
         publish check
         publish check --format json --strict
     """
-    from ..reading.posts import ReaderSettings, read_many, scan_posts
+    from ..reading.posts import ReaderSettings, read_many, site_posts
 
     cfg = app_of(ctx).cfg
     settings = ReaderSettings.from_config(cfg, check_body=True)
-    sources = scan_posts(cfg.posts_dir, cfg.posts.patterns)
+    sources = site_posts(cfg)
     findings: list[Finding] = []
     for _, result in read_many(sources, settings):
         findings.extend([result] if isinstance(result, Finding) else result.findings)

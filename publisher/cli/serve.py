@@ -8,11 +8,13 @@ from datetime import datetime
 
 import click
 
-from .common import app_of, open_store, when
+from ..errors import UsageError
+from .common import app_of, honours_dry_run, open_store, when
 from .digest import status_lines
 from .publish import digest_lines, run_publish
 
 
+@honours_dry_run
 @click.command()
 @click.option("--once", is_flag=True, help="Run one pass (publish, feeds, digest when due) and exit: for cron.")
 @click.option("--scan-interval", type=float, default=None, metavar="SECONDS",
@@ -33,19 +35,22 @@ def serve(ctx: click.Context, once: bool, scan_interval: float | None) -> None:
         publish serve
         publish serve --once      # from cron
     """
-    import logging
-
-    from ..service.scheduler import Service
+    from ..service.scheduler import Service, configure_logging
 
     app = app_of(ctx)
+    dry_run = bool(ctx.find_root().obj.get("dry_run"))
     if once:
-        ctx.exit(run_publish(app, dry_run=False, role="publish serve --once"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+        ctx.exit(run_publish(app, dry_run=dry_run, role="publish serve --once"))
+    if dry_run:
+        raise UsageError("`publish serve --dry-run` would run forever doing nothing",
+                         "use `publish serve --once --dry-run` (or `publish --dry-run`) to preview one pass")
+    configure_logging(app.cfg, sys.stderr)
     service = Service(app, scan_interval or app.cfg.serve.scan_interval,
                       lambda report: digest_lines(report, app.cfg))
     service.serve_forever()
 
 
+@honours_dry_run
 @click.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
@@ -90,7 +95,7 @@ def status(ctx: click.Context) -> None:
         for held in report.held:
             due = f"due {when(held.due, cfg)}" if held.due else "draft"
             click.echo(f"  · {held.post.key}  {due}  {held.post.title}")
-    status_lines(store)
+    status_lines(store, cfg)
 
 
 @click.command()

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from ..config import CleanupConfig, Config
-from ..errors import Finding, PostError
+from ..errors import ConfigError, Finding, PostError
 from .cleanup import clean_body, guess_title, plain_text, strip_invisible
 
 _DATE_RE = re.compile(
@@ -93,6 +93,17 @@ class SourceFile(NamedTuple):
     path: str
     size: int
     mtime_ns: int
+
+
+def site_posts(cfg: Config) -> list[SourceFile]:
+    """The site's post files. A posts folder that is missing or unreadable is a config error: read as empty,
+    it would empty every feed."""
+    folder = cfg.posts_dir
+    if not folder.is_dir():
+        raise ConfigError(cfg.source, "posts.folder", f"{folder} is not a folder; create it or fix the path")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise ConfigError(cfg.source, "posts.folder", f"{folder} cannot be read by this user; fix its permissions")
+    return scan_posts(folder, cfg.posts.patterns)
 
 
 def scan_posts(folder: Path, patterns: tuple[str, ...]) -> list[SourceFile]:

@@ -7,10 +7,11 @@ import re
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from ..errors import LeaseHeld, PublisherError
 from ..store.base import Store
+from ..text import local_time
 
 LEASE_NAME = "publisher"
 
@@ -36,8 +37,8 @@ def _gone(holder: str) -> bool:
 class Lease:
     """Take the lease (or raise LeaseHeld) and keep it renewed from a background thread until released."""
 
-    def __init__(self, open_store: Callable[[], Store], role: str, seconds: float = 60.0) -> None:
-        self.open_store, self.seconds = open_store, seconds
+    def __init__(self, open_store: Callable[[], Store], role: str, seconds: float = 60.0, tz: tzinfo = UTC) -> None:
+        self.open_store, self.seconds, self.tz = open_store, seconds, tz
         self.owner = owner_name(role)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -66,7 +67,7 @@ class Lease:
     def acquire(self) -> None:
         taken, holder, expires = self.try_acquire()
         if not taken:
-            raise LeaseHeld(holder, expires)
+            raise LeaseHeld(holder, local_time(expires, self.tz))
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.seconds / 3):

@@ -7,11 +7,12 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from ..app import App
 from ..config import Config
 from ..errors import PublisherError
+from ..text import local_time
 from .lease import Lease
 from .pipeline import PassReport
 
@@ -24,6 +25,27 @@ def digest_trigger(cfg: Config):
 
     at = cfg.digest.send_time
     return CronTrigger(day_of_week=cfg.digest.weekday, hour=at.hour, minute=at.minute, timezone=cfg.tz)
+
+
+class SiteTimeFormatter(logging.Formatter):
+    """Log lines stamped like every other time publisher prints: ISO 8601 in the site timezone, with offset."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return local_time(datetime.fromtimestamp(record.created, UTC), self.tz, seconds=True)
+
+
+def configure_logging(cfg: Config, stream) -> None:
+    """One line per job on `stream`: the scheduler's own 'Running job …' chatter is left out."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(SiteTimeFormatter(cfg.tz))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def describe(report: PassReport, render_digest: Callable[[PassReport], list[str]]) -> str:
@@ -49,7 +71,7 @@ class Service:
         self.scan_seconds = scan_seconds
         self.render_digest = render_digest
         self.stop = threading.Event()
-        self.lease = Lease(app.open_store, "publish serve", cfg.serve.lease_seconds)
+        self.lease = Lease(app.open_store, "publish serve", cfg.serve.lease_seconds, tz=cfg.tz)
         self.run_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)}, timezone=cfg.tz,
@@ -65,7 +87,7 @@ class Service:
             return
         taken, holder, expires = self.lease.try_acquire()
         if not taken:
-            log.info("%s: skipped, %s holds the lock until %s", why, holder, expires)
+            log.info("%s: skipped, %s holds the lock until %s", why, holder, local_time(expires, self.cfg.tz))
             return
         with self.run_lock:
             try:
