@@ -73,9 +73,9 @@ class WebApp:
     """The subscription pages; every change is written to the store at once."""
 
     def __init__(self, app: App) -> None:
-        from jinja2 import Environment, FileSystemLoader, select_autoescape
+        from jinja2 import Environment, select_autoescape
 
-        from ..digest.render import PACKAGE_TEMPLATES
+        from ..digest.render import template_loader
 
         self.app = app
         self.cfg = cfg = app.cfg
@@ -85,8 +85,8 @@ class WebApp:
         self.limits = SignupLimits(cfg.web, self.secrets.current)
         self.timeout = cfg.web.request_timeout
         self._stores = threading.local()
-        loader = FileSystemLoader([str(cfg.root / cfg.digest.templates), str(PACKAGE_TEMPLATES)])
-        self.env = Environment(loader=loader, autoescape=select_autoescape(["html", "html.j2"]))
+        self.env = Environment(loader=template_loader(str(cfg.root / cfg.digest.templates)),
+                               autoescape=select_autoescape(["html", "html.j2"]))
         app.open_store().close()  # create or upgrade the store before serving
 
     def pages(self) -> list[Page]:
