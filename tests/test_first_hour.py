@@ -135,7 +135,7 @@ def test_previews_show_the_digest_that_goes_out_next(digest_site, smtp_server, t
     again = site.run("--now", wednesday, "digest", "--send")
     assert "Already sent for this period" in again.output and len(smtp_server.recorder.messages) == 1
     refused = site.run("--now", wednesday, "digest", "--send", "--period", "next")
-    assert refused.exit_code == 2 and "--period is for --dry-run, --preview and --test" in refused.output
+    assert refused.exit_code == 2 and "--period is for --dry-run, --preview, --test and --lint" in refused.output
 
 
 def test_an_unsent_digest_is_the_next_one_while_a_pass_would_send_it(digest_site):

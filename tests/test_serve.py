@@ -231,3 +231,18 @@ def test_one_log_line_per_job_stamped_in_the_site_timezone(site):
     assert all(re.search(r"scan: pass: \d+ new, .* 1 rejected", line) for line in scans), scans
     assert len(lines) == len(scans) + 3, "besides one line per scan: serving…, SIGTERM received, stopped"
     assert "Running job" not in out and "executed successfully" not in out
+
+
+def test_a_generated_secret_is_logged_like_every_other_line(site, smtp_server):
+    use_smtp(site, smtp_server.port)
+    _subscribe(site, 2)
+    _digest_just_missed(site)
+    env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_TOKEN_SECRET"}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("publish")), "--config", str(site.config), "serve"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_until(lambda: len(smtp_server.recorder.messages) >= 2)
+    finally:
+        out = stop(proc)
+    said = [line for line in out.splitlines() if "Generated the secret" in line]
+    assert len(said) == 1 and re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00 WARNING ", said[0]), out

@@ -141,6 +141,8 @@ def parse_now(value: str, cfg: Config) -> datetime:
 def when(dt: datetime | str, cfg: Config) -> str:
     """A time as every command prints it: ISO 8601 in the site timezone, with its offset (stored UTC
     stamps are converted too)."""
+    from ..text import local_time
+
     return local_time(dt, cfg.tz)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..config import Config
+from ..config import require_sender as require_sender  # re-exported: delivery, preview and lint use it
 from ..message import GMAIL_CLIP_BYTES, PREFERENCES_MARK, UNSUBSCRIBE_MARK, Outgoing, Skeleton, list_headers, message_id
 from ..reading.load import load_posts, reader_signature
 from ..reading.posts import ReaderSettings, scan_posts

@@ -39,13 +39,14 @@ class SiteTimeFormatter(logging.Formatter):
 
 
 def configure_logging(cfg: Config, stream) -> None:
-    """One line per job on `stream`: the scheduler's own 'Running job …' chatter is left out."""
+    """One line per job on `stream`. APScheduler's own lines ('Running job …', a scan skipped while the last
+    one still runs, with times in another format) are left out: every pass logs its own line."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(SiteTimeFormatter(cfg.tz))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def describe(report: PassReport, render_digest: Callable[[PassReport], list[str]]) -> str:
@@ -67,6 +68,7 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.app = app
+        app.notify = lambda text: log.warning("%s", text)  # notices (a generated secret) go to the log too
         self.cfg = cfg = app.cfg
         self.scan_seconds = scan_seconds
         self.render_digest = render_digest
