@@ -6,6 +6,7 @@ import csv
 import difflib
 import io
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.errors import HeaderParseError
@@ -39,6 +40,16 @@ def normalize_email(text: str) -> str:
     if not _ADDR_RE.match(address.addr_spec) or ".." in address.username:
         raise SubscriberError(f"{text!r} is not a valid address (expected name@domain.tld, ASCII)")
     return f"{address.username}@{address.domain}".lower()
+
+
+def clean_name(text: str) -> str:
+    """A display name on one line: control characters (line breaks, tabs, NUL) are refused, not guessed at."""
+    name = text.strip()
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise SubscriberError(f"the name {name!r} holds a control character ({bad!r})",
+                              "write it on one line, without tabs or line breaks")
+    return name
 
 
 def parse_categories(text: str | Iterable[str]) -> list[str]:
@@ -76,8 +87,9 @@ def add_subscriber(store: SharedStore, email: str, name: str | None, categories:
         current = store.subscriber(address)
         check_categories(categories, store.known_categories(), allow_new_category,
                          current.categories if current else ())
+    name = clean_name(name) if name is not None else None
     with store.transaction():
-        return _upsert(store, address, name.strip() if name is not None else None, categories, now, resubscribe)
+        return _upsert(store, address, name, categories, now, resubscribe)
 
 
 def _upsert(store: SharedStore, address: str, name: str | None, categories: list[str] | None, now: str,
@@ -177,6 +189,7 @@ def import_csv(store: SharedStore, path: Path, now: str, allow_new_category: boo
                                          "is skipped — remove one of them")
                     continue
                 seen[address] = line
+                name = clean_name(row.get("name") or "") if "name" in header else None
                 categories = parse_categories(row.get("categories") or "") if "categories" in header else None
                 if categories:
                     current = store.subscriber(address)
@@ -184,7 +197,6 @@ def import_csv(store: SharedStore, path: Path, now: str, allow_new_category: boo
             except SubscriberError as exc:
                 report.errors.append(f"{path}:{line}: {exc} — fix or remove the row")
                 continue
-            name = (row.get("name") or "").strip() if "name" in header else None
             outcome = _upsert(store, address, name, categories, now, False)
             report.counts[outcome] = report.counts.get(outcome, 0) + 1
     return report

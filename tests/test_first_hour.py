@@ -150,3 +150,20 @@ def test_preview_of_nothing_yet_says_so(digest_site, tmp_path):
     result = digest_site.run("--now", "2026-03-18T09:00:00+09:00", "digest", "--preview", str(tmp_path / "p"))
     assert result.exit_code == 0 and "No posts in this digest yet: nothing to preview." in result.output
     assert not Path(tmp_path / "p").exists()
+
+
+def test_a_preview_folder_that_cannot_be_one_is_a_usage_error(digest_site):
+    taken = digest_site.root / "taken"
+    taken.write_text("a file")
+    result = digest_site.run("--now", DIGEST_NOW, "digest", "--preview", str(taken), "--period", "last")
+    assert result.exit_code == 2 and f"{taken}: cannot write the preview there (Not a directory)" in result.output
+
+
+def test_an_outbox_that_cannot_take_files_stops_the_send_and_keeps_it_pending(digest_site):
+    (digest_site.root / "outbox").write_text("a file where the outbox folder should be")
+    result = digest_site.run("--now", DIGEST_NOW, "digest", "--send")
+    assert result.exit_code == 3 and "cannot write .eml files there" in result.output
+    assert "internal error" not in result.output and "2 pending" in result.output
+    (digest_site.root / "outbox").unlink()
+    again = digest_site.run("--now", DIGEST_NOW, "digest", "--send")
+    assert again.exit_code == 0 and "Sent 2 message(s)" in again.output

@@ -177,3 +177,14 @@ def test_cell_escaping_round_trips(text):
     escaped = escape_cell(text)
     assert unescape_cell(escaped) == text
     assert not escaped.startswith(FORMULA_START)
+
+
+def test_names_with_control_characters_are_refused(published):
+    site = published
+    bad = site.run("subscribers", "add", "a@example.com", "--name", "A\nBcc: victim@example.com")
+    assert bad.exit_code == 2 and "holds a control character ('\\n')" in bad.output
+    path = site.root / "subs.csv"
+    path.write_text("email,name\nb@example.com,x\x00y\nc@example.com,山田\u3000太郎\n", encoding="utf-8")
+    result = site.run("subscribers", "import", str(path))
+    assert result.exit_code == 1 and f"{path}:2: the name 'x\\x00y' holds a control character" in result.output
+    assert "1 added" in result.output, "a full-width space is part of a Japanese name, not a control character"

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..config import Config, require_sender
+from ..errors import UsageError
 from ..files import PRIVATE_FILE, write_if_changed
 from ..store.base import Store, Subscriber
 from ..tokens import Secrets
@@ -84,8 +85,12 @@ def preview_digest(cfg: Config, store: Store, job: DigestJob, secrets: Secrets, 
     if first is None:
         return written
     written += [folder / "digest.html", folder / "digest.txt"]
-    write_if_changed(written[0], first.html.encode(), PRIVATE_FILE)
-    write_if_changed(written[1], first.text.encode(), PRIVATE_FILE)
+    try:
+        write_if_changed(written[0], first.html.encode(), PRIVATE_FILE)
+        write_if_changed(written[1], first.text.encode(), PRIVATE_FILE)
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot write the preview there ({exc.strerror})",
+                         "name a folder this user can create or write to") from None
     outbox = FileTransport(folder)
     for sub in _sample_subscribers(cfg, store):
         message = factory.build(sub)

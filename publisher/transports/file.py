@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..files import PRIVATE_FILE, write_if_changed
 from ..message import Outgoing
-from .base import SENT, SendResult
+from .base import SENT, SendResult, TransportError
 
 
 class FileTransport:
@@ -26,10 +26,14 @@ class FileTransport:
         return self.folder / f"{stem}.eml"
 
     def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
-        results = []
+        results: list[SendResult] = []
         for message in messages:
             path = self.path_for(message)
-            write_if_changed(path, message.as_bytes(), PRIVATE_FILE)  # it carries the reader's own links
+            try:
+                write_if_changed(path, message.as_bytes(), PRIVATE_FILE)  # it carries the reader's own links
+            except OSError as exc:  # the folder cannot take files: stop, with what was written settled
+                raise TransportError(f"{self.folder}: cannot write .eml files there ({exc.strerror})", results,
+                                     hint="check [outbox] folder: it must be a folder this user can write to") from None
             results.append(SendResult(message.key, SENT, provider_id=str(path)))
         return results
 
