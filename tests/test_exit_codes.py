@@ -118,6 +118,17 @@ def test_exit_code_table(condition, digest_site, monkeypatch, tmp_path):
     assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
 
+def test_a_dry_run_says_the_real_pass_would_find_the_lock_held(digest_site):
+    holder = SQLiteStore.open(digest_site.db)
+    holder.take_lease("publisher", "publish serve pid 4242 on another-host", datetime.now(UTC), 3600)
+    holder.close()
+    dry = digest_site.run("--dry-run", "--now", DIGEST_NOW)
+    assert dry.exit_code == 0
+    assert "Note: publish serve pid 4242 on another-host holds the lock" in dry.output
+    assert "the real pass would exit 3 until it is released" in dry.output
+    assert digest_site.run("--now", DIGEST_NOW).exit_code == 3
+
+
 def test_the_condition_names_itself(digest_site, monkeypatch):
     """The same condition gives the same message too, whichever command meets it."""
     monkeypatch.setenv("PUBLISHER_TOKEN_SECRET", "too-short")

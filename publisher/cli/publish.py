@@ -26,7 +26,24 @@ def run_publish(app: App, dry_run: bool, role: str = "publish") -> int:
         with lease(app, role):
             report = run_pass(app)
     click.echo("\n".join(report_lines(report, app.cfg)))
+    if dry_run:
+        _say_who_holds_the_lock(app)
     return pass_exit_code(report)
+
+
+def _say_who_holds_the_lock(app: App) -> None:
+    """A dry run does not need the lock, but the real pass does: say so while another publisher holds it."""
+    from ..service.lease import LEASE_NAME
+    from ..service.scheduler import is_stale
+
+    store = app.open_store(readonly=True)
+    try:
+        held = store.lease(LEASE_NAME)
+    finally:
+        store.close()
+    if held is not None and not is_stale(held.expires, 0):
+        click.echo(f"Note: {held.owner} holds the lock (until {when(held.expires, app.cfg)} unless renewed); the "
+                   "real pass would exit 3 until it is released.")
 
 
 def pass_exit_code(report) -> int:
