@@ -414,3 +414,20 @@ def test_slow_clients_are_dropped_and_others_served(start_web):
         sock.close()
         assert answer.startswith(b"HTTP/1.1 408"), answer[:60]
     assert row(server.site, "all@example.com")[0] == "active", "a body that never arrived unsubscribes no one"
+
+
+# -- found by attacking the pages from outside -----------------------------------------------------------------
+def test_head_requests_change_nothing(start_web):
+    """Link scanners and proxies send HEAD as readily as GET: it must only ask, like GET."""
+    server = start_web()
+    site = server.site
+    token = make_token(Secrets(SECRET.encode()), 1, "all@example.com", "unsubscribe")
+    assert httpx.head(f"{server.base}unsubscribe/{token}").status_code == 200
+    assert row(site, "all@example.com")[0] == "active", "a HEAD unsubscribes no one"
+    assert httpx.head(server.base + "subscribe").status_code == 200
+    Visitor(server).sign_up("scanned@example.net")
+    link = link_in(mails_to(server.smtp, lambda a: a == "scanned@example.net")[-1], "confirm")
+    assert httpx.head(server.base + link).status_code == 200
+    assert row(site, "scanned@example.net") is None, "a HEAD confirms no sign-up"
+    assert httpx.post(server.base + link).status_code == 200, "the link still works for its owner"
+    assert row(site, "scanned@example.net")[0] == "active"

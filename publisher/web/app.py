@@ -150,7 +150,7 @@ class WebApp:
                 sub = self.subscriber(store, token, "unsubscribe", None)
             except TokenError as exc:
                 return self.bad_link(exc, title)
-            if request.method == "GET":  # link scanners prefetch: a GET only asks
+            if request.method != "POST":  # link scanners prefetch (GET or HEAD): that only asks
                 return self.page(200, title, kind="unsubscribe",
                                  question=self.text["unsubscribe_ask"].format(email=mask(sub.email)))
             # Also when already unsubscribed: that retires sign-ups made since, which must not undo this.
@@ -161,7 +161,7 @@ class WebApp:
 
     # -- sign-up with double opt-in ----------------------------------------------------------------------
     async def subscribe(self, request: Request) -> Response:
-        if request.method == "GET":
+        if request.method != "POST":  # GET or HEAD
             return await self.in_store(lambda store: self.signup_form(request, store, 200, [], "", ""))
         title = self.text["subscribe_title"]
         if not self.csrf.precheck(request):  # before a byte of the body is read
@@ -251,7 +251,7 @@ class WebApp:
 
         def work(store: Store) -> Response:
             now = self.now().isoformat()
-            if request.method == "GET":
+            if request.method != "POST":  # GET or HEAD: only asks
                 pending = store.pending_confirmation(nonce, now)
                 if pending is None:
                     return self.message(403, title, self.text["link_used"])
