@@ -33,6 +33,8 @@ def normalize_email(text: str) -> str:
         raise SubscriberError("the address is empty")
     if any(c in text for c in "\r\n<>,; \t\"") or len(text) > 254:
         raise SubscriberError(f"{text!r} is not a plain address like name@example.com")
+    if not _ADDR_RE.match(text):  # first: the stdlib parser raises odd errors on some junk (e.g. "a@[")
+        raise SubscriberError(f"{text!r} is not a valid address (expected name@domain.tld, ASCII)")
     try:
         address = Address(addr_spec=text)
     except (HeaderParseError, ValueError, IndexError):

@@ -22,7 +22,8 @@ def test_normalize_email(raw, expected):
 
 
 @pytest.mark.parametrize("raw", ["", "no-at-sign", "a@b", "a@@b.com", "a b@example.com", "a@example.com\nBcc: x@y.z",
-                                 "Name <a@example.com>", "a..b@example.com", "a@-bad-.com", "日本@example.com"])
+                                 "Name <a@example.com>", "a..b@example.com", "a@-bad-.com", "日本@example.com",
+                                 "a@[", "x@[192.0.2.1", "a.}@[&", "Ａ@[~"])
 def test_invalid_addresses(raw):
     with pytest.raises(SubscriberError):
         normalize_email(raw)
@@ -48,6 +49,8 @@ def test_add_update_remove_and_list(published):
     assert "updated" in site.run("subscribers", "add", "a@example.com", "--resubscribe").output
     bad = site.run("subscribers", "add", "not-an-address")
     assert bad.exit_code == 2 and "not-an-address" in bad.output
+    odd = site.run("subscribers", "add", "a@[")
+    assert odd.exit_code == 2 and "'a@[' is not a valid address" in odd.output, odd.output
     missing = site.run("subscribers", "remove", "nobody@example.com")
     assert missing.exit_code == 1 and "no such subscriber" in missing.output
     assert "deleted" in site.run("subscribers", "remove", "a@example.com", "--purge").output

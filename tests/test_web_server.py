@@ -431,3 +431,13 @@ def test_head_requests_change_nothing(start_web):
     assert row(site, "scanned@example.net") is None, "a HEAD confirms no sign-up"
     assert httpx.post(server.base + link).status_code == 200, "the link still works for its owner"
     assert row(site, "scanned@example.net")[0] == "active"
+
+
+def test_addresses_the_mail_parser_trips_on_get_the_form_again(start_web):
+    server = start_web()
+    visitor = Visitor(server)
+    for address in ("a@[", "x@[192.0.2.1", "a.}@[&", "Ａ@[~"):
+        answer = visitor.sign_up(address)
+        assert answer.status_code == 400 and 'id="error"' in answer.text, (address, answer.status_code)
+    assert httpx.get(server.base + "subscribe").status_code == 200
+    assert "Traceback" not in server.log()
