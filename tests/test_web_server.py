@@ -9,6 +9,7 @@ import hmac
 import re
 import socket
 import sqlite3
+import threading
 import time
 
 import httpx
@@ -441,3 +442,37 @@ def test_addresses_the_mail_parser_trips_on_get_the_form_again(start_web):
         assert answer.status_code == 400 and 'id="error"' in answer.text, (address, answer.status_code)
     assert httpx.get(server.base + "subscribe").status_code == 200
     assert "Traceback" not in server.log()
+
+
+def test_a_preferences_save_never_undoes_an_unsubscribe(start_web):
+    """A save and a one-click unsubscribe arriving together (both waiting on a busy database): the save changes
+    the categories only, so the unsubscribe that was answered 200 stays recorded, whichever runs first."""
+    server = start_web()
+    secrets = Secrets(SECRET.encode())
+    one_click = f"{server.base}unsubscribe/{make_token(secrets, 1, 'all@example.com', 'unsubscribe')}"
+    preferences = f"{server.base}preferences/{make_token(secrets, 1, 'all@example.com', 'preferences')}"
+    visitor = Visitor(server)
+    answers: dict[str, int] = {}
+
+    def unsubscribe() -> None:
+        answers["unsubscribe"] = httpx.post(one_click, content=b"List-Unsubscribe=One-Click", timeout=60).status_code
+
+    def save() -> None:
+        answers["save"] = httpx.post(preferences, data={"csrf": visitor.csrf, "action": "save", "category": "Research"},
+                                     headers={"Cookie": visitor.cookie}, timeout=60).status_code
+
+    for attempt in range(8):
+        with sqlite3.connect(server.site.db) as conn:
+            conn.execute("UPDATE subscribers SET status = 'active', categories = '[]' WHERE id = 1")
+        busy = sqlite3.connect(server.site.db, isolation_level=None)
+        busy.execute("BEGIN IMMEDIATE")  # another writer (a pass) holds the database for a moment
+        threads = [threading.Thread(target=unsubscribe), threading.Thread(target=save)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.5)  # each request has read what it reads and waits to write
+        busy.execute("ROLLBACK")
+        busy.close()
+        for thread in threads:
+            thread.join(60)
+        assert answers == {"unsubscribe": 200, "save": 200}, answers
+        assert row(server.site, "all@example.com") == ("unsubscribed", '["Research"]'), f"attempt {attempt}"

@@ -295,8 +295,11 @@ class WebApp:
                 return self.message(200, self.text["unsubscribe_title"],
                                     self.text["unsubscribed"].format(email=mask(sub.email)))
             chosen = [c for c in dict.fromkeys(form.get("category", [])) if c in categories]
-            store.update_subscriber(sub.id, sub.name, chosen, sub.status, now)
-            sub = store.subscriber_by_id(sub.id)  # type: ignore[assignment]
+            with store.transaction():  # re-read under the write lock: an unsubscribe since then stays
+                current = store.subscriber_by_id(sub.id)
+                if current is not None:
+                    store.update_subscriber(current.id, current.name, chosen, current.status, now)
+            sub = store.subscriber_by_id(sub.id) or sub
             saved = self.text["saved"]
         cookie, csrf = self.csrf.pair(request)
         response = self.page(200, title, kind="preferences", categories=categories, chosen=list(sub.categories),
