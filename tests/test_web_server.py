@@ -476,3 +476,19 @@ def test_a_preferences_save_never_undoes_an_unsubscribe(start_web):
             thread.join(60)
         assert answers == {"unsubscribe": 200, "save": 200}, answers
         assert row(server.site, "all@example.com") == ("unsubscribed", '["Research"]'), f"attempt {attempt}"
+
+
+def test_access_log_lines_cannot_be_forged_and_hide_tokens_inside_segments(start_web):
+    server = start_web()
+    token = make_token(Secrets(SECRET.encode()), 1, "all@example.com", "unsubscribe")
+    forged = "2026-01-01 00:00:00,000 INFO 203.0.113.1 \"POST /subscribe HTTP/1.1\" 200"
+    server.raw(b"GET /nowhere%0A" + forged.replace(" ", "%20").replace('"', "%22").encode()
+               + b"%0D%1B[31m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    for path in (f"/nowhere/a{token}%20", f"/unsubscribe;{token}", f"/nowhere/({token})", f"/x{token}"):
+        server.raw(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    time.sleep(0.3)
+    log = server.log()
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines()), "a request wrote its own log line"
+    assert "\x1b" not in log and "\r" not in log, "control characters reach the log"
+    assert token not in log and token[:16] not in log
+    assert "GET /nowhere\\n2026-01-01" in log, "the path is still there, escaped"

@@ -79,15 +79,19 @@ class SecurityHeaders:
 _TOKENISH = re.compile(r"[A-Za-z0-9_.=%-]{16,}")
 
 
+def printable(text: str) -> str:
+    """Text as one log line may hold it: ASCII, control characters and backslashes escaped, quotes as %22."""
+    return text.encode("unicode_escape").decode("ascii").replace('"', "%22")
+
+
 def redact(path: str, secret_prefixes: tuple[str, ...]) -> str:
     """The path as it may be logged: whatever follows a secret route's prefix, and anything that looks like a
-    token anywhere else, is replaced; control characters are escaped."""
+    token anywhere else (also inside a path segment), is replaced; control characters are escaped."""
     lowered = path.lower()
     for prefix in secret_prefixes:
         if lowered.startswith(prefix):
             return prefix + "[redacted]"
-    parts = ["[redacted]" if _TOKENISH.fullmatch(part) else part for part in path[:300].split("/")]
-    return "/".join(parts).encode("ascii", "backslashreplace").decode("ascii").replace('"', "%22")
+    return printable(_TOKENISH.sub("[redacted]", path[:300]))
 
 
 class AccessLog:
@@ -119,7 +123,7 @@ class AccessLog:
             path = redact(scope.get("path", ""), self.secret_prefixes) + ("?[redacted]" if scope.get("query_string")
                                                                            else "")
             method = str(scope.get("method", "-"))[:16]
-            access_log.info('%s "%s %s HTTP/%s" %s %d %.1fms', client[0] if client else "-", method, path,
+            access_log.info('%s "%s %s HTTP/%s" %s %d %.1fms', printable(client[0]) if client else "-", method, path,
                             scope.get("http_version", "1.1"), status or "-", size,
                             (time.monotonic() - started) * 1000)
 
