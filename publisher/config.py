@@ -174,9 +174,12 @@ class WebConfig:
 
     @property
     def proxies(self) -> tuple[str, ...]:
-        """The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed."""
+        """The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; networks in canonical form
+        ("10.0.0.1/8" is the network 10.0.0.0/8, as validation reads it)."""
+        import ipaddress
+
         if self.trusted_proxies:
-            return self.trusted_proxies
+            return tuple(str(ipaddress.ip_network(p, strict=False)) if "/" in p else p for p in self.trusted_proxies)
         return LOOPBACK_PROXIES if self.trust_forwarded else ()
 
     def deprecations(self, source: str) -> list[str]:

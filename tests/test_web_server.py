@@ -492,3 +492,13 @@ def test_access_log_lines_cannot_be_forged_and_hide_tokens_inside_segments(start
     assert "\x1b" not in log and "\r" not in log, "control characters reach the log"
     assert token not in log and token[:16] not in log
     assert "GET /nowhere\\n2026-01-01" in log, "the path is still there, escaped"
+
+
+def test_trusted_networks_with_host_bits_are_believed(start_web):
+    """[web] accepts "127.0.0.1/8" as the network 127.0.0.0/8: the proxies in it are trusted as configured."""
+    server = start_web(trusted_proxies='["127.0.0.1/8"]', per_client_per_hour=2)
+    visitor = Visitor(server)
+    answers = [visitor.sign_up(f"h{i}@example.net", forwarded_for=f"203.0.113.{i}").status_code for i in range(3)]
+    assert answers == [200, 200, 200], "three clients behind the proxy, not one"
+    assert [visitor.sign_up(f"k{i}@example.net", forwarded_for="203.0.113.9").status_code
+            for i in range(3)] == [200, 200, 429]
