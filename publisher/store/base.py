@@ -19,12 +19,14 @@ SUBSCRIBER_STATES = ("active", "unsubscribed", "bounced", "pending")
 
 
 class Published(NamedTuple):
-    """A post as first published: its permanent id, first publication time (ISO 8601 UTC) and content hash."""
+    """A post as first published: its permanent id, first publication time (ISO 8601 UTC) and content hash,
+    and the time of the pass that last saw its content change (ISO 8601 UTC, None if never edited)."""
 
     key: str
     post_id: str
     first_published: str
     content_hash: str
+    edited: str | None = None
 
 
 class NewPublished(NamedTuple):
@@ -36,6 +38,7 @@ class NewPublished(NamedTuple):
     url: str
     categories: tuple[str, ...]
     adopted: bool = False  # older than the digest period on the first pass over a blog: never in a digest
+    edited: datetime | None = None  # update_published: the pass that saw the change
 
 
 class PublishedPost(NamedTuple):
@@ -54,6 +57,35 @@ class FeedRecord(NamedTuple):
     size: int
     mtime_ns: int
     entries: int
+
+
+class FeedSlug(NamedTuple):
+    """A category's feed slug, assigned once (like a post id) and changed only by an explicit rename."""
+
+    category: str
+    slug: str
+    assigned: str  # ISO 8601 UTC
+
+
+class FeedMove(NamedTuple):
+    """A slug a category's feed used to have: its old files carry a notice pointing to the new address."""
+
+    old_slug: str
+    category: str
+    moved: str  # ISO 8601 UTC
+
+
+class Ping(NamedTuple):
+    """A WebSub publish notification to send (or sent) to one hub for one feed URL."""
+
+    hub: str
+    feed_url: str
+    state: str  # pending, sent or failed
+    attempts: int
+    queued: str  # ISO 8601 UTC: when the feed last changed
+    next_attempt: str
+    updated: str
+    last_error: str = ""
 
 
 class Subscriber(NamedTuple):
@@ -151,6 +183,21 @@ class SharedStore(Protocol):
     def published_between(self, start: datetime, end: datetime) -> list[PublishedPost]: ...  # adopted left out
     def published_posts(self, keys: list[str]) -> dict[str, PublishedPost]: ...
     def known_categories(self) -> list[str]: ...
+
+    # feed slugs (assigned once) and moved feeds
+    def feed_slugs(self) -> dict[str, FeedSlug]: ...
+    def feed_moves(self) -> dict[str, FeedMove]: ...
+    def record_slugs(self, rows: Iterable[FeedSlug]) -> None: ...
+    def rename_slug(self, category: str, old: str, new: str, now: str) -> bool: ...
+
+    # WebSub publish notifications
+    def queue_pings(self, rows: Iterable[tuple[str, str]], now: str) -> None: ...
+    def claim_pings(self, now: str, claim_until: str, limit: int) -> list[Ping]: ...
+    def settle_ping(self, hub: str, feed_url: str, queued: str, state: str, next_attempt: str, error: str,
+                    now: str) -> None: ...
+    def next_ping_due(self) -> str | None: ...
+    def pings(self, states: tuple[str, ...] = ("pending", "failed"), limit: int = 100) -> list[Ping]: ...
+    def ping_counts(self) -> dict[str, int]: ...
 
     # runs
     def record_run(self, kind: str, started: datetime, finished: datetime, summary: dict) -> None: ...

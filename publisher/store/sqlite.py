@@ -14,12 +14,15 @@ from ..errors import StoreError
 from ..files import PRIVATE_DIR, PRIVATE_FILE, make_dirs
 from .base import (
     Digest,
+    FeedMove,
     FeedRecord,
+    FeedSlug,
     LeaseInfo,
     LedgerEntry,
     NewPublished,
     Outcome,
     PendingConfirmation,
+    Ping,
     Problem,
     Published,
     PublishedPost,
@@ -114,6 +117,23 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     ALTER TABLE published ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+    """,
+    """
+    ALTER TABLE published ADD COLUMN edited TEXT;
+    CREATE TABLE feed_slugs (category TEXT PRIMARY KEY, slug TEXT NOT NULL UNIQUE, assigned TEXT NOT NULL);
+    CREATE TABLE feed_moves (old_slug TEXT PRIMARY KEY, category TEXT NOT NULL, moved TEXT NOT NULL);
+    CREATE TABLE websub_pings (
+        hub TEXT NOT NULL,
+        feed_url TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        queued TEXT NOT NULL,
+        next_attempt TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        last_error TEXT,
+        PRIMARY KEY (hub, feed_url)
+    );
+    CREATE INDEX websub_pings_due ON websub_pings (state, next_attempt);
     """,
 )
 
@@ -277,6 +297,11 @@ class SQLiteStore:
         with self.transaction():
             return self.conn.execute(sql, args).rowcount
 
+    def _all_write(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """A writing statement with RETURNING, in its own (or the enclosing) transaction."""
+        with self.transaction():
+            return self.conn.execute(sql, args).fetchall()
+
     def _write_many(self, sql: str, rows: Iterable[tuple]) -> None:
         with self.transaction():
             self.conn.executemany(sql, rows)
@@ -323,8 +348,8 @@ class SQLiteStore:
 
     # -- published posts ---------------------------------------------------------------------------------
     def published(self) -> dict[str, Published]:
-        rows = self._all("SELECT key, post_id, first_published, content_hash FROM published")
-        return {key: Published(key, pid, first, h) for key, pid, first, h in rows}
+        rows = self._all("SELECT key, post_id, first_published, content_hash, edited FROM published")
+        return {row[0]: Published(*row) for row in rows}
 
     def record_published(self, rows: Iterable[NewPublished]) -> None:
         """Insert newly published posts with their permanent ids."""
@@ -335,9 +360,13 @@ class SQLiteStore:
               _categories(r.categories), int(r.adopted)) for r in rows))
 
     def update_published(self, rows: Iterable[NewPublished]) -> None:
-        """Refresh hash, title, url and categories of posts whose content changed (id and first time stay)."""
-        self._write_many("UPDATE published SET content_hash = ?, title = ?, url = ?, categories = ? WHERE key = ?",
-                         ((r.content_hash, r.title, r.url, _categories(r.categories), r.key) for r in rows))
+        """Refresh hash, title, url and categories of posts whose content changed, and the time of the pass that
+        saw the change (id and first time stay)."""
+        self._write_many(
+            "UPDATE published SET content_hash = ?, title = ?, url = ?, categories = ?, "
+            "edited = COALESCE(?, edited) WHERE key = ?",
+            ((r.content_hash, r.title, r.url, _categories(r.categories),
+              r.edited.astimezone(UTC).isoformat() if r.edited else None, r.key) for r in rows))
 
     def published_between(self, start: datetime, end: datetime) -> list[PublishedPost]:
         """Posts first published in [start, end), newest first; adopted ones (a blog's back catalogue) never."""
@@ -362,6 +391,71 @@ class SQLiteStore:
         for (text,) in self._all("SELECT DISTINCT categories FROM published"):
             cats.update(json.loads(text))
         return sorted(cats)
+
+    # -- feed slugs and moved feeds -----------------------------------------------------------------------
+    def feed_slugs(self) -> dict[str, FeedSlug]:
+        rows = self._all("SELECT category, slug, assigned FROM feed_slugs")
+        return {row[0]: FeedSlug(*row) for row in rows}
+
+    def feed_moves(self) -> dict[str, FeedMove]:
+        rows = self._all("SELECT old_slug, category, moved FROM feed_moves")
+        return {row[0]: FeedMove(*row) for row in rows}
+
+    def record_slugs(self, rows: Iterable[FeedSlug]) -> None:
+        """Keep newly assigned slugs; a category already holding one keeps it (a slug taken twice is an error)."""
+        self._write_many("INSERT INTO feed_slugs (category, slug, assigned) VALUES (?, ?, ?) "
+                         "ON CONFLICT (category) DO NOTHING", ((r.category, r.slug, r.assigned) for r in rows))
+
+    def rename_slug(self, category: str, old: str, new: str, now: str) -> bool:
+        """Move a category's feed from `old` to `new`, remembering `old` as moved; False if `old` is not its slug."""
+        with self.transaction():
+            if not self._write("UPDATE feed_slugs SET slug = ? WHERE category = ? AND slug = ?", (new, category, old)):
+                return False
+            self._write("DELETE FROM feed_moves WHERE old_slug = ? AND category = ?", (new, category))
+            self._write("INSERT INTO feed_moves (old_slug, category, moved) VALUES (?, ?, ?) ON CONFLICT (old_slug) "
+                        "DO UPDATE SET category = excluded.category, moved = excluded.moved", (old, category, now))
+        return True
+
+    # -- WebSub publish notifications ----------------------------------------------------------------------
+    _PING_COLUMNS = "hub, feed_url, state, attempts, queued, next_attempt, updated, COALESCE(last_error, '')"
+
+    def queue_pings(self, rows: Iterable[tuple[str, str]], now: str) -> None:
+        """(hub, feed URL) pairs to notify: pending from now, attempts reset (a newer change supersedes)."""
+        self._write_many(
+            "INSERT INTO websub_pings (hub, feed_url, state, attempts, queued, next_attempt, updated) "
+            "VALUES (?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT (hub, feed_url) DO UPDATE SET state = 'pending', "
+            "attempts = 0, queued = excluded.queued, next_attempt = excluded.next_attempt, "
+            "updated = excluded.updated, last_error = NULL", ((hub, url, now, now, now) for hub, url in rows))
+
+    def claim_pings(self, now: str, claim_until: str, limit: int) -> list[Ping]:
+        """Pending pings due by `now`, claimed in one statement until `claim_until` (a crash leaves them due
+        again then), attempts counted."""
+        rows = self._all_write(
+            "UPDATE websub_pings SET next_attempt = ?, attempts = attempts + 1, updated = ? "
+            "WHERE (hub, feed_url) IN (SELECT hub, feed_url FROM websub_pings WHERE state = 'pending' "
+            f"AND next_attempt <= ? ORDER BY next_attempt, feed_url LIMIT ?) RETURNING {self._PING_COLUMNS}",
+            (claim_until, now, now, limit))
+        return sorted((Ping(*row) for row in rows), key=lambda p: (p.queued, p.feed_url, p.hub))
+
+    def settle_ping(self, hub: str, feed_url: str, queued: str, state: str, next_attempt: str, error: str,
+                    now: str) -> None:
+        """Record a ping's outcome, unless the feed changed again meanwhile (then the newer ping stands)."""
+        self._write("UPDATE websub_pings SET state = ?, next_attempt = ?, last_error = NULLIF(?, ''), updated = ? "
+                    "WHERE hub = ? AND feed_url = ? AND queued = ?",
+                    (state, next_attempt, error, now, hub, feed_url, queued))
+
+    def next_ping_due(self) -> str | None:
+        row = self._one("SELECT MIN(next_attempt) FROM websub_pings WHERE state = 'pending'")
+        return row[0] if row else None
+
+    def pings(self, states: tuple[str, ...] = ("pending", "failed"), limit: int = 100) -> list[Ping]:
+        marks = ", ".join("?" for _ in states)
+        rows = self._all(f"SELECT {self._PING_COLUMNS} FROM websub_pings WHERE state IN ({marks}) "
+                         "ORDER BY updated DESC, feed_url, hub LIMIT ?", (*states, limit))
+        return [Ping(*row) for row in rows]
+
+    def ping_counts(self) -> dict[str, int]:
+        return dict(self._all("SELECT state, COUNT(*) FROM websub_pings GROUP BY state"))  # type: ignore[arg-type]
 
     # -- runs ---------------------------------------------------------------------------------------------
     def record_run(self, kind: str, started: datetime, finished: datetime, summary: dict) -> None:
