@@ -28,6 +28,8 @@ _DATE_RE = re.compile(
     re.IGNORECASE,
 )
 _CJK_RE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]+")
+_JAPANESE_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+_LANG_TAG_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 _WORD_RE = re.compile(r"[A-Za-z0-9\u00c0-\u024f]+(?:['’-][A-Za-z0-9]+)*")
 CJK_CHARS_PER_MINUTE = 500
 WORDS_PER_MINUTE = 220
@@ -68,6 +70,7 @@ class Post:
     reading_time: int
     content_hash: str
     finding_rows: tuple[tuple, ...] = ()  # Finding fields; decoded only when asked for
+    lang: str = ""  # front matter `lang`, else "ja" when the title or excerpt has Japanese script, else ""
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -77,7 +80,7 @@ class Post:
         """Plain values in field order, for the parse cache (marshal-able, no pickle)."""
         return (self.key, self.title, self.date.isoformat(), self.updated.isoformat() if self.updated else None,
                 self.categories, self.tags, self.author, self.excerpt, self.excerpt_given, self.slug, self.url,
-                self.draft, self.reading_time, self.content_hash, self.finding_rows)
+                self.draft, self.reading_time, self.content_hash, self.finding_rows, self.lang)
 
     @classmethod
     def from_row(cls, row: tuple) -> Post:
@@ -169,6 +172,16 @@ def slugify(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).strip().lower()
     text = re.sub(r"[\s/\\?#%&:;*\"'<>|]+", "-", text)
     return text.strip("-.") or "untitled"
+
+
+def post_language(meta: dict, title: str, excerpt: str) -> tuple[str, bool]:
+    """(language tag, whether the front matter's `lang` was usable): the given tag, else "ja" when the title or
+    excerpt holds Japanese script, else "" (the feed's non-Japanese default)."""
+    given = meta.get("lang") or meta.get("language")
+    if isinstance(given, str) and _LANG_TAG_RE.fullmatch(given.strip()):
+        primary, *rest = given.strip().split("-")
+        return "-".join([primary.lower(), *rest]), True
+    return ("ja" if _JAPANESE_RE.search(title) or _JAPANESE_RE.search(excerpt) else ""), given is None
 
 
 def permalink(settings: ReaderSettings, when: datetime, slug: str) -> str:
@@ -354,11 +367,16 @@ def _build_post(source: SourceFile, settings: ReaderSettings, tz: ZoneInfo, meta
         if not excerpt_given:
             excerpt = _derived_excerpt(cleaned.text)
     author = str(meta.get("author") or "").strip()
+    lang, lang_ok = post_language(meta, title, excerpt)
+    if not lang_ok:
+        key = "lang" if meta.get("lang") else "language"
+        findings.append(Finding(path, _key_line(fm_text, key, fm_line), "warning",
+                                f"{key} {meta[key]!r} is not a language tag", "write one like en, ja or en-US"))
     return Post(
         key=source.key, title=title, date=when, updated=updated, categories=categories, tags=tags,
         author=author, excerpt=excerpt, excerpt_given=excerpt_given, slug=slug,
         url=permalink(settings, when, slug), draft=draft, reading_time=reading,
-        content_hash=content_hash(raw), finding_rows=tuple(f.as_tuple() for f in findings),
+        content_hash=content_hash(raw), finding_rows=tuple(f.as_tuple() for f in findings), lang=lang,
     )
 
 
