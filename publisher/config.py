@@ -37,12 +37,23 @@ class PostsConfig:
     permalink: str = "/{year}/{month}/{day}/{slug}/"
 
 
+FEED_FORMATS = ("atom", "rss", "json")
+
+
 @dataclass(frozen=True, slots=True)
 class FeedsConfig:
     folder: str = "feeds"
     base_url: str = ""
+    url_path: str = "feeds/"
     entries: int = 20
     content: str = "full"
+    formats: tuple[str, ...] = FEED_FORMATS
+    opml: tuple[str, ...] = ("atom",)
+    websub_hubs: tuple[str, ...] = ()
+    websub_timeout: float = 5.0
+    websub_wait: float = 10.0
+    websub_retry_delay: float = 1.0
+    websub_give_up_hours: float = 24.0
     category_slugs: dict[str, str] = field(default_factory=dict)
 
 
@@ -269,8 +280,8 @@ class Config:
 
     @property
     def feeds_url(self) -> str:
-        """The URL the feeds folder is served from, ending in '/'."""
-        url = self.feeds.base_url or self.site.base_url + self.feeds.folder.strip("/") + "/"
+        """The public URL of the feeds, ending in '/': from configuration only, never from the folder on disk."""
+        url = self.feeds.base_url or self.site.base_url + self.feeds.url_path.strip("/") + "/"
         return url if url.endswith("/") else url + "/"
 
 
@@ -353,8 +364,7 @@ def _validate(source: str, cfg: Config) -> None:
         raise ConfigError(source, "site.base_url", f"must be an absolute http(s) URL, not {cfg.site.base_url!r}")
     if not cfg.site.base_url.endswith("/"):
         raise ConfigError(source, "site.base_url", "must end with '/'")
-    if cfg.feeds.base_url and urlsplit(cfg.feeds.base_url).scheme not in ("http", "https"):
-        raise ConfigError(source, "feeds.base_url", "must be an absolute http(s) URL or empty")
+    _validate_feeds(source, cfg)
     try:
         ZoneInfo(cfg.site.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -362,10 +372,6 @@ def _validate(source: str, cfg: Config) -> None:
                           f"{cfg.site.timezone!r} is not a known time zone; use a name like 'Asia/Tokyo'") from None
     if cfg.state.busy_timeout < 0:
         raise ConfigError(source, "state.busy_timeout", "must be 0 or more seconds")
-    if cfg.feeds.entries < 1:
-        raise ConfigError(source, "feeds.entries", "must be at least 1")
-    if cfg.feeds.content not in ("full", "summary"):
-        raise ConfigError(source, "feeds.content", f"must be 'full' or 'summary', not {cfg.feeds.content!r}")
     if not cfg.posts.patterns:
         raise ConfigError(source, "posts.patterns", "must name at least one pattern, e.g. ['*.md']")
     if "{slug}" not in cfg.posts.permalink:
@@ -377,8 +383,41 @@ def _validate(source: str, cfg: Config) -> None:
             raise ConfigError(source, f"cleanup.marker_patterns[{i}]", f"is not a valid regex: {exc}") from None
     _validate_digest(source, cfg)
     _validate_webhooks(source, cfg.webhooks, cfg.root)
-    for category, slug in cfg.feeds.category_slugs.items():
-        if not slug or "/" in slug or slug in (".", ".."):
+
+
+def _validate_feeds(source: str, cfg: Config) -> None:
+    f = cfg.feeds
+    base = urlsplit(f.base_url)
+    if f.base_url and (base.scheme not in ("http", "https") or not base.netloc):
+        raise ConfigError(source, "feeds.base_url", "must be an absolute http(s) URL or empty")
+    path = f.url_path.strip("/")
+    if urlsplit(f.url_path).scheme or f.url_path.startswith("//") or any(
+            part in (".", "..") for part in path.split("/")) or any(c in f.url_path for c in "?#\\ "):
+        raise ConfigError(source, "feeds.url_path", f"must be a path below site.base_url like 'feeds/', "
+                          f"not {f.url_path!r} (for another host set feeds.base_url)")
+    if f.entries < 1:
+        raise ConfigError(source, "feeds.entries", "must be at least 1")
+    if f.content not in ("full", "summary"):
+        raise ConfigError(source, "feeds.content", f"must be 'full' or 'summary', not {f.content!r}")
+    for key, values in (("formats", f.formats), ("opml", f.opml)):
+        unknown = [v for v in values if v not in FEED_FORMATS]
+        if unknown or len(set(values)) != len(values) or (key == "formats" and not values):
+            raise ConfigError(source, f"feeds.{key}", f"must list distinct formats out of {', '.join(FEED_FORMATS)}"
+                              f", not {list(values)!r}")
+    missing = [v for v in f.opml if v not in f.formats]
+    if missing:
+        raise ConfigError(source, "feeds.opml", f"lists {missing[0]!r}, which is not in feeds.formats")
+    for i, hub in enumerate(f.websub_hubs):
+        parts = urlsplit(hub)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(source, f"feeds.websub_hubs[{i}]", f"must be an absolute http(s) URL, not {hub!r}")
+    for key in ("websub_timeout", "websub_retry_delay", "websub_give_up_hours"):
+        if getattr(f, key) <= 0:
+            raise ConfigError(source, f"feeds.{key}", "must be a positive number")
+    if f.websub_wait < 0:
+        raise ConfigError(source, "feeds.websub_wait", "must be 0 (do not wait) or a positive number of seconds")
+    for category, slug in f.category_slugs.items():
+        if not slug.strip() or "/" in slug or "\\" in slug or slug.strip(".") == "":
             raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is not a usable slug")
 
 

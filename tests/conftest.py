@@ -50,6 +50,18 @@ class Site:
             path.write_text(text, encoding="utf-8")
         return path
 
+    def set_keys(self, **values: object) -> None:
+        """Set config keys that appear once in config.toml (e.g. formats, websub_hubs) to values (as TOML)."""
+        import json
+        import re
+
+        text = self.config.read_text(encoding="utf-8")
+        for key, value in values.items():
+            pattern = re.compile(rf"^{key} = .*$", re.MULTILINE)
+            assert len(pattern.findall(text)) == 1, key
+            text = pattern.sub(lambda m, k=key, v=value: f"{k} = {json.dumps(v, ensure_ascii=False)}", text)
+        self.config.write_text(text, encoding="utf-8")
+
     def set_config(self, old: str, new: str) -> None:
         text = self.config.read_text(encoding="utf-8")
         assert old in text, old

@@ -48,7 +48,7 @@ def test_dry_run_after_a_pass_changes_nothing(site):
     assert "feeds/category/chips.atom.xml" not in result.output, "unchanged feeds are not listed"
     real = site.run("--now", FIXED_NOW)
     assert "Published 1 new post(s):" in real.output
-    assert "Wrote 4 feed file(s)" in real.output  # all and research, each in Atom and RSS
+    assert "Wrote 6 feed file(s)" in real.output  # all and research, each in Atom, RSS and JSON Feed
     assert "Summary: 1 new" in real.output
 
 
@@ -176,7 +176,7 @@ def test_unchanged_pass_reports_the_same_as_a_full_one(site):
     site.write_post("broken.md", b'---\ntitle: "x"\n---\nbody\n')
     first = site.run("--now", FIXED_NOW)
     second = site.run("--now", FIXED_NOW)
-    assert "Summary: 0 new, 0 feed file(s) written, 14 unchanged, 0 removed, 2 held, 1 rejected" in second.output
+    assert "Summary: 0 new, 0 feed file(s) written, 21 unchanged, 0 removed, 2 held, 1 rejected" in second.output
 
     def tail(out):
         return [line for line in out.splitlines() if line.startswith(("  ·", "  !"))]

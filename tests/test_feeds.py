@@ -12,15 +12,9 @@ import pytest
 
 from .conftest import FIXED_NOW, GOLDEN, post_text
 
-FEED_FILES = [
-    "all.atom.xml", "all.rss.xml", "index.opml",
-    "category/chips.atom.xml", "category/chips.rss.xml",
-    "category/investment.atom.xml", "category/investment.rss.xml",
-    "category/research.atom.xml", "category/research.rss.xml",
-    "category/導入事例.atom.xml", "category/導入事例.rss.xml",
-    "category/市場動向.atom.xml", "category/市場動向.rss.xml",
-    "category/政策.atom.xml", "category/政策.rss.xml",
-]
+SCOPES = ["all"] + [f"category/{slug}" for slug in ("chips", "investment", "research", "導入事例", "市場動向", "政策")]
+FEED_FILES = [f"{scope}{suffix}" for scope in SCOPES for suffix in (".atom.xml", ".rss.xml", ".json")]
+FEED_FILES += ["index.opml", "discovery.html"]
 
 
 def written(feeds: Path) -> list[str]:
@@ -158,13 +152,14 @@ def test_category_feed_removed_when_no_posts_left(site):
     assert (site.feeds / "category" / "導入事例.atom.xml").exists()
     (site.posts / "2025-12-15-robotics.txt").unlink()
     dry = site.run("--now", FIXED_NOW, "--dry-run")
-    assert "Would remove 2 feed file(s)" in dry.output
+    assert "Would remove 3 feed file(s)" in dry.output
     assert (site.feeds / "category" / "導入事例.atom.xml").exists()
     result = site.run("--now", FIXED_NOW)
-    assert "Removed 2 feed file(s)" in result.output
-    assert not (site.feeds / "category" / "導入事例.atom.xml").exists()
-    assert not (site.feeds / "category" / "導入事例.rss.xml").exists()
+    assert "Removed 3 feed file(s)" in result.output
+    for suffix in (".atom.xml", ".rss.xml", ".json"):
+        assert not (site.feeds / "category" / f"導入事例{suffix}").exists()
     assert "導入事例" not in (site.feeds / "index.opml").read_text(encoding="utf-8")
+    assert "導入事例" not in (site.feeds / "discovery.html").read_text(encoding="utf-8")
 
 
 def test_entry_limit(site):

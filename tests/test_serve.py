@@ -169,7 +169,7 @@ def test_serve_once(site):
     proc = start_serve(site, "--once")
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    assert "Summary: 10 new, 15 feed file(s) written" in out
+    assert "Summary: 10 new, 23 feed file(s) written" in out
 
 
 @pytest.mark.parametrize(("after", "expected", "offset_changed"), [

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import EXIT_FAILED, PublisherError
-from . import digest, publish, serve, subscribers
+from . import digest, feeds, publish, serve, subscribers
 from .common import EXIT_CODES_HELP, PublisherGroup, app_of, honours_dry_run
 from .publish import check, run_publish
 
@@ -46,6 +46,7 @@ def main(ctx: click.Context, config_path, dry_run: bool, now_text: str | None) -
 main.add_command(check)
 main.add_command(subscribers.subscribers)
 main.add_command(digest.digest)
+main.add_command(feeds.feeds)
 main.add_command(serve.serve)
 main.add_command(serve.status)
 main.add_command(serve.web)

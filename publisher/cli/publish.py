@@ -18,14 +18,16 @@ if TYPE_CHECKING:
 
 def run_publish(app: App, dry_run: bool, role: str = "publish") -> int:
     """One pass (under the lease unless it is a dry run), its report printed; the exit code."""
-    from ..service.pipeline import run_pass
+    from ..service.pipeline import notify_hubs, run_pass
 
+    pings = None
     if dry_run:
         report = run_pass(app, dry_run=True)
     else:
         with lease(app, role):
             report = run_pass(app)
-    click.echo("\n".join(report_lines(report, app.cfg)))
+            pings = notify_hubs(app, budget=app.cfg.feeds.websub_wait)  # bounded: the rest waits for the next pass
+    click.echo("\n".join(report_lines(report, app.cfg) + ping_lines(report, pings)))
     if dry_run:
         _say_who_holds_the_lock(app)
     return pass_exit_code(report)
@@ -44,6 +46,21 @@ def _say_who_holds_the_lock(app: App) -> None:
     if held is not None and not is_stale(held.expires, 0):
         click.echo(f"Note: {held.owner} holds the lock (until {when(held.expires, app.cfg)} unless renewed); the "
                    "real pass would exit 3 until it is released.")
+
+
+def ping_lines(report, pings) -> list[str]:
+    """What was done about WebSub: the hubs notified of the feeds that changed, and what is left to retry."""
+    if report.dry_run:
+        return [f"Would notify the WebSub hub(s) with {report.pings_queued} ping(s)"] if report.pings_queued else []
+    if pings is None or not (pings.sent or pings.retrying or pings.failed or pings.pending):
+        return []
+    lines = [f"WebSub: {pings.sent} ping(s) sent, {pings.pending} left for the next pass, "
+             f"{len(pings.failed)} given up"]
+    for ping, error in pings.failed:
+        lines.append(f"  ! {ping.hub} refused {ping.feed_url}: {error}")
+    for ping, error in pings.retrying[-5:]:
+        lines.append(f"  ? {ping.hub} for {ping.feed_url}: {error} (retried)")
+    return lines
 
 
 def pass_exit_code(report) -> int:
@@ -104,7 +121,7 @@ def report_lines(report, cfg: Config) -> list[str]:
     if feeds.written:
         echo(f"{'Would write' if dry else 'Wrote'} {len(feeds.written)} feed file(s):")
         for relpath, entries in feeds.written:
-            echo(f"  > {relpath} ({entries} {'feeds' if relpath.endswith('.opml') else 'entries'})")
+            echo(f"  > {relpath} ({entries} {'feeds' if relpath.endswith(('.opml', '.html')) else 'entries'})")
     if feeds.removed:
         echo(f"{'Would remove' if dry else 'Removed'} {len(feeds.removed)} feed file(s) with no posts left:")
         for relpath in feeds.removed:
@@ -132,6 +149,22 @@ def report_lines(report, cfg: Config) -> list[str]:
     return lines
 
 
+def _stored_slugs(app: App) -> dict:
+    """The feed slugs in use, to compare with the config; none when the state database cannot be read."""
+    from ..errors import PublisherError
+
+    try:
+        store = app.open_store(readonly=True)
+    except PublisherError:
+        return {}
+    try:
+        return store.feed_slugs()
+    except PublisherError:
+        return {}
+    finally:
+        store.close()
+
+
 @honours_dry_run
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -150,14 +183,20 @@ def check(ctx: click.Context, fmt: str, strict: bool) -> None:
         publish check
         publish check --format json --strict
     """
+    from ..feeds.slugs import category_findings
     from ..reading.posts import ReaderSettings, read_many, site_posts
 
-    cfg = app_of(ctx).cfg
+    app = app_of(ctx)
+    cfg = app.cfg
     settings = ReaderSettings.from_config(cfg, check_body=True)
     sources = site_posts(cfg)
     findings: list[Finding] = []
-    for _, result in read_many(sources, settings):
+    posts = []
+    for source, result in read_many(sources, settings):
         findings.extend([result] if isinstance(result, Finding) else result.findings)
+        if not isinstance(result, Finding):
+            posts.append((source.path, result))
+    findings += category_findings(posts, cfg.feeds.category_slugs, _stored_slugs(app), cfg.source)
     counts = Counter(f.severity for f in findings)
     failed = counts["error"] > 0 or (strict and counts["warning"] > 0)
     if fmt == "json":

@@ -95,7 +95,25 @@ def status(ctx: click.Context) -> None:
         for held in report.held:
             due = f"due {when(held.due, cfg)}" if held.due else "draft"
             click.echo(f"  · {held.post.key}  {due}  {held.post.title}")
+    websub_lines(store, cfg)
     status_lines(store, cfg)
+
+
+def websub_lines(store, cfg) -> None:
+    """WebSub: the hubs, how many pings were sent, and those pending or given up, with their errors."""
+    counts = store.ping_counts()
+    if not cfg.feeds.websub_hubs and not counts:
+        return
+    hubs = ", ".join(cfg.feeds.websub_hubs) or "none configured"
+    click.echo(f"WebSub hubs: {hubs}; pings {counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, "
+               f"{counts.get('failed', 0)} given up")
+    due = store.next_ping_due()
+    if due:
+        click.echo(f"  next try: {when(datetime.fromisoformat(due), cfg)}")
+    for ping in store.pings(("pending", "failed"), limit=10):
+        state = "pending" if ping.state == "pending" else "given up"
+        click.echo(f"  {'?' if ping.state == 'pending' else '!'} {state} after {ping.attempts} attempt(s): "
+                   f"{ping.hub} for {ping.feed_url}: {ping.last_error or 'not tried yet'}")
 
 
 @click.command()

@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from ..app import App
 from ..errors import EXIT_FAILED, Finding, PublisherError
-from ..feeds.build import settings_signature
+from ..feeds.build import Entries, settings_signature
+from ..feeds.slugs import SlugPlan, assign_slugs, categories_in_order
 from ..feeds.update import FeedChanges, feeds_intact, update_feeds
+from ..feeds.websub import PingReport, deliver, queue_pings
 from ..reading.load import decode_record, load_posts, reader_signature, render_posts
 from ..reading.posts import Post, ReaderSettings, SourceFile, site_posts
 from ..selection import Held, mint_post_id, select_posts
@@ -50,6 +53,7 @@ class PassReport:
     rejected: list[Finding] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     feeds: FeedChanges = field(default_factory=FeedChanges)
+    pings_queued: int = 0  # WebSub pings queued for the feeds this pass changed (sent after the pass)
     digest: ScheduledDigest | None = None
     adopted: set[str] = field(default_factory=set)  # keys of new posts adopted as a blog's back catalogue
     adopted_before: datetime | None = None  # the start of the next digest's period, on an adopting pass
@@ -65,9 +69,11 @@ class PassReport:
 
 
 def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_digest: bool = True,
-             should_stop: Callable[[], bool] = lambda: False) -> PassReport:
+             should_stop: Callable[[], bool] = lambda: False,
+             feeds_done: Callable[[PassReport], None] = lambda report: None) -> PassReport:
     """One publishing pass at `app.now()`: publish what came due, rebuild changed feeds, record it, and send
-    the weekly digest when its time has come."""
+    the weekly digest when its time has come. `feeds_done` is called once the feeds are written and recorded
+    (before the digest): `publish serve` wakes its WebSub sender there."""
     cfg = app.cfg
     now = app.now()
     own_store = store is None
@@ -75,6 +81,7 @@ def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_d
         store = app.open_store(readonly=dry_run)
     try:
         report = _run(app, now, dry_run, store)
+        feeds_done(report)
         if not dry_run:
             store.purge_pending((now - timedelta(hours=cfg.web.confirm_hours)).astimezone(UTC).isoformat())
             store.purge_web_state(now.astimezone(UTC).isoformat(), now.timestamp())
@@ -89,10 +96,13 @@ def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_d
             store.close()
 
 
-def _snapshot(sources: list[SourceFile], signature: str) -> str:
-    """A digest of every post file's path, size and mtime plus the settings: equal means nothing changed."""
+def _snapshot(sources: list[SourceFile], signature: str, store: Store) -> str:
+    """A digest of every post file's path, size and mtime, the settings and the feed slugs (a rename changes
+    them): equal means nothing changed."""
     digest = hashlib.blake2b(signature.encode(), digest_size=16)
     digest.update(marshal.dumps([tuple(s[:1]) + tuple(s[2:]) for s in sources]))
+    digest.update(marshal.dumps(sorted((r.category, r.slug) for r in store.feed_slugs().values())))
+    digest.update(marshal.dumps(sorted((m.old_slug, m.category) for m in store.feed_moves().values())))
     return digest.hexdigest()
 
 
@@ -134,7 +144,7 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
     signature = settings_signature(cfg, reader_sig)
     sources = site_posts(cfg)  # a missing posts folder is an error: a typo here must not empty every feed
     report.posts_read = len(sources)
-    snapshot = _snapshot(sources, signature)
+    snapshot = _snapshot(sources, signature, store)
     if _quick_pass(app, store, snapshot, now, report):
         if not dry_run:
             store.record_run("publish", started, datetime.now(cfg.tz), report.summary())
@@ -164,15 +174,23 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
     def render(posts: list[Post]):
         return render_posts(settings, str(cfg.posts_dir), posts, cfg.feeds.content == "full")
 
-    report.feeds = update_feeds(cfg, store, selection.live, ids, signature, render, dry_run)
+    slugs = _slugs(app, store, selection.live)
+    edited = {key: datetime.fromisoformat(rec.edited) for key, rec in published.items() if rec.edited}
+    edited.update((p.key, now.astimezone(UTC)) for p in report.changed)  # the pass that saw the change dates it
+    entries = Entries(ids, edited)
+    report.feeds = update_feeds(cfg, store, selection.live, entries, slugs, signature, render, dry_run)
+    report.pings_queued = len(report.feeds.changed_urls) * len(cfg.feeds.websub_hubs)
     if dry_run:
         return report
     with store.transaction():
+        store.record_slugs(slugs.new)
         store.record_published(NewPublished(p.key, pid, now, p.content_hash, p.title, p.url, p.categories,
                                             p.key in report.adopted) for p, pid in report.new)
-        store.update_published(NewPublished(p.key, ids[p.key], now, p.content_hash, p.title, p.url, p.categories)
-                               for p in report.changed)
-    store.save_feeds(report.feeds.records, report.feeds.removed_relpaths)
+        store.update_published(NewPublished(p.key, ids[p.key], now, p.content_hash, p.title, p.url, p.categories,
+                                            edited=now) for p in report.changed)
+    with store.transaction():  # the feeds written and the hubs to tell of them: recorded together
+        store.save_feeds(report.feeds.records, report.feeds.removed_relpaths)
+        queue_pings(cfg, store, report.feeds.changed_urls)  # sent after the pass: see notify_hubs
     rejected_paths = {f.path for f in report.rejected}
     rejected_keys = [s.key for s in sources if s.path in rejected_paths]
     _remember_pass(store, snapshot, report, rejected_keys)
@@ -188,6 +206,28 @@ def adoption_cutoff(app: App, now: datetime) -> datetime | None:
     from ..digest.schedule import next_slot, period_for
 
     return period_for(app.cfg, next_slot(app.cfg, now))[0]
+
+
+def _slugs(app: App, store: Store, live: tuple[Post, ...]) -> SlugPlan:
+    """Every category's feed slug: kept from the store, new ones assigned (recorded with the pass)."""
+    stored = store.feed_slugs()
+    # Category feeds written before slugs were kept: adopt the names they have, so their URLs stay.
+    adopt = not stored and any(path.startswith("category/") for path in store.feed_files())
+    now = app.now().astimezone(UTC).isoformat()
+    return assign_slugs(categories_in_order(live), stored, store.feed_moves(), app.cfg.feeds.category_slugs, now,
+                        adopt=adopt)
+
+
+def notify_hubs(app: App, budget: float, stop: threading.Event | None = None) -> PingReport | None:
+    """Send the WebSub pings the passes queued (and earlier failures now due) for at most `budget` seconds;
+    None when no hub is configured. Undelivered pings stay in the store for the next call."""
+    if not app.cfg.feeds.websub_hubs:
+        return None
+    store = app.open_store()
+    try:
+        return deliver(app.cfg, store, budget=budget, stop=stop)
+    finally:
+        store.close()
 
 
 def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,

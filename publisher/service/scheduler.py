@@ -14,6 +14,7 @@ from ..config import Config
 from ..errors import PublisherError
 from ..text import local_time
 from .lease import Lease
+from .notify import PingWorker
 from .pipeline import PassReport
 
 log = logging.getLogger("publisher.serve")
@@ -75,6 +76,7 @@ class Service:
         self.stop = threading.Event()
         self.lease = Lease(app.open_store, "publish serve", cfg.serve.lease_seconds, tz=cfg.tz)
         self.run_lock = threading.Lock()
+        self.pings = PingWorker(app, self.stop)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)}, timezone=cfg.tz,
             job_defaults={"coalesce": True, "max_instances": 1,
@@ -93,7 +95,7 @@ class Service:
             return
         with self.run_lock:
             try:
-                report = run_pass(self.app, should_stop=self.stop.is_set)
+                report = run_pass(self.app, should_stop=self.stop.is_set, feeds_done=self._feeds_done)
                 log.info("%s: %s", why, describe(report, self.render_digest))
                 self._schedule_next_due(report)
             except PublisherError as exc:
@@ -102,6 +104,10 @@ class Service:
                 log.exception("%s failed unexpectedly: %s", why, exc)
             finally:
                 self._record_schedule()
+
+    def _feeds_done(self, report: PassReport) -> None:
+        if report.pings_queued:
+            self.pings.wake()  # hubs hear of the changed feeds now, from the sender's thread
 
     # The two methods below touch the scheduler from inside a job. shutdown() waits for the job (run_lock)
     # before it shuts the scheduler down, which takes the scheduler's locks: never the other way round.
@@ -138,6 +144,7 @@ class Service:
                                next_run_time=now)  # the first scan at once: publishes what came due while down
         self.scheduler.add_job(self.run_pass, digest_trigger(self.cfg), args=["digest"], id="digest")
         self.scheduler.start()
+        self.pings.start()  # also sends what an earlier run left pending
         if self.cfg.serve.watch:
             self._start_watching()
         log.info("serving %s as %s: scan every %ss, digest %s %s (%s)", self.cfg.source, self.lease.owner,
@@ -166,6 +173,7 @@ class Service:
         with self.run_lock:  # the pass in flight ends: a digest parks after the message it is sending
             pass
         self.scheduler.shutdown(wait=True)
+        self.pings.join()
         self.lease.release()
         log.info("stopped")
 
