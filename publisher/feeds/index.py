@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from ..config import Config
 from ..text import xml_safe
 from .build import FORMAT_NAMES, MEDIA_TYPES, FeedPlan
@@ -59,6 +57,8 @@ def build_opml(plans: list[FeedPlan], cfg: Config, fmt: str) -> bytes:
 
 def build_discovery(plans: list[FeedPlan], cfg: Config) -> bytes:
     """`<link rel="alternate">` tags for every feed, for the <head> of the site's HTML templates."""
+    from html import escape
+
     lines = ["<!-- Feed discovery links written by publisher: include them in the <head> of your pages "
              "(the site-wide ones everywhere, a category's on its pages). -->"]
     for plan in plans:

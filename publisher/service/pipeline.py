@@ -6,21 +6,25 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ..app import App
 from ..errors import EXIT_FAILED, Finding, PublisherError
 from ..feeds.build import Entries, settings_signature
 from ..feeds.slugs import SlugPlan, assign_slugs, categories_in_order
 from ..feeds.update import FeedChanges, feeds_intact, update_feeds
-from ..feeds.websub import PingReport, deliver, queue_pings
 from ..reading.load import decode_record, load_posts, reader_signature, render_posts
 from ..reading.posts import Post, ReaderSettings, SourceFile, site_posts
 from ..selection import Held, mint_post_id, select_posts
 from ..store.base import NewPublished, Store
+
+if TYPE_CHECKING:
+    import threading
+
+    from ..feeds.websub import PingReport
 
 
 @dataclass(slots=True)
@@ -190,9 +194,14 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
                                             edited=now) for p in report.changed)
     with store.transaction():  # the feeds written and the hubs to tell of them: recorded together
         store.save_feeds(report.feeds.records, report.feeds.removed_relpaths)
-        queue_pings(cfg, store, report.feeds.changed_urls)  # sent after the pass: see notify_hubs
+        if cfg.feeds.websub_hubs and report.feeds.changed_urls:
+            from ..feeds.websub import queue_pings
+
+            queue_pings(cfg, store, report.feeds.changed_urls)  # sent after the pass: see notify_hubs
     rejected_paths = {f.path for f in report.rejected}
     rejected_keys = [s.key for s in sources if s.path in rejected_paths]
+    if slugs.new:  # the snapshot covers the slugs: take it as this pass leaves them
+        snapshot = _snapshot(sources, signature, store)
     _remember_pass(store, snapshot, report, rejected_keys)
     store.record_run("publish", started, datetime.now(cfg.tz), report.summary())
     return report
@@ -223,6 +232,8 @@ def notify_hubs(app: App, budget: float, stop: threading.Event | None = None) ->
     None when no hub is configured. Undelivered pings stay in the store for the next call."""
     if not app.cfg.feeds.websub_hubs:
         return None
+    from ..feeds.websub import deliver
+
     store = app.open_store()
     try:
         return deliver(app.cfg, store, budget=budget, stop=stop)
