@@ -230,3 +230,17 @@ def test_percent_encoded_slug_urls_stay_stable(site):
     site.run("--now", FIXED_NOW)
     parsed = feed(site, "導入事例")
     assert parsed.feed.links[0].href == f"{FEEDS}category/{quote('導入事例')}.atom.xml"
+
+
+def test_pass_after_slugs_were_handed_out_answers_from_the_last_one(site, monkeypatch):
+    """The slugs are part of what a quick pass compares: the pass after the one that handed them out must
+    still find nothing changed and read no post."""
+    site.run("--now", FIXED_NOW)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a pass with nothing new read the posts")
+
+    monkeypatch.setattr("publisher.service.pipeline.load_posts", no_reading)
+    result = site.run("--now", FIXED_NOW)
+    assert result.exit_code == 0, result.output
+    assert "0 feed file(s) written, 21 unchanged" in result.output

@@ -103,10 +103,12 @@ def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_d
 def _snapshot(sources: list[SourceFile], signature: str, store: Store) -> str:
     """A digest of every post file's path, size and mtime, the settings and the feed slugs (a rename changes
     them): equal means nothing changed."""
+    # marshal format 2: no back-references, so the bytes depend on the values only (format 3 and later mark
+    # objects shared elsewhere in the process, which differ between the start and the end of a pass)
     digest = hashlib.blake2b(signature.encode(), digest_size=16)
-    digest.update(marshal.dumps([tuple(s[:1]) + tuple(s[2:]) for s in sources]))
-    digest.update(marshal.dumps(sorted((r.category, r.slug) for r in store.feed_slugs().values())))
-    digest.update(marshal.dumps(sorted((m.old_slug, m.category) for m in store.feed_moves().values())))
+    digest.update(marshal.dumps([tuple(s[:1]) + tuple(s[2:]) for s in sources], 2))
+    digest.update(marshal.dumps(sorted((r.category, r.slug) for r in store.feed_slugs().values()), 2))
+    digest.update(marshal.dumps(sorted((m.old_slug, m.category) for m in store.feed_moves().values()), 2))
     return digest.hexdigest()
 
 
