@@ -7,6 +7,7 @@ import re
 import tomllib
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as Time
@@ -281,7 +282,8 @@ class Config:
     @property
     def feeds_url(self) -> str:
         """The public URL of the feeds, ending in '/': from configuration only, never from the folder on disk."""
-        url = self.feeds.base_url or self.site.base_url + self.feeds.url_path.strip("/") + "/"
+        path = self.feeds.url_path.strip("/")
+        url = self.feeds.base_url or self.site.base_url + (path + "/" if path else "")
         return url if url.endswith("/") else url + "/"
 
 
@@ -416,9 +418,15 @@ def _validate_feeds(source: str, cfg: Config) -> None:
             raise ConfigError(source, f"feeds.{key}", "must be a positive number")
     if f.websub_wait < 0:
         raise ConfigError(source, "feeds.websub_wait", "must be 0 (do not wait) or a positive number of seconds")
+    mapped: dict[str, str] = {}
     for category, slug in f.category_slugs.items():
         if not slug.strip() or "/" in slug or "\\" in slug or slug.strip(".") == "":
             raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is not a usable slug")
+        key = unicodedata.normalize("NFKC", slug.strip()).casefold()
+        if key in mapped:
+            raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is also the slug of "
+                              f"{mapped[key]!r}: one feed address cannot serve two categories")
+        mapped[key] = category
 
 
 def _validate_digest(source: str, cfg: Config) -> None:

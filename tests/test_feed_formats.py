@@ -375,3 +375,26 @@ def test_only_configured_formats_are_written(site):
     site.run("--now", FIXED_NOW)
     assert not list(site.feeds.rglob("*.rss.xml")) and not list(site.feeds.rglob("*.json"))
     assert len(list(site.feeds.rglob("*.atom.xml"))) == 7
+
+
+def test_empty_url_path_serves_feeds_from_the_site_root(site):
+    site.set_keys(url_path="")
+    site.run("--now", FIXED_NOW)
+    assert 'href="https://news.example.jp/all.atom.xml" rel="self"' in \
+        (site.feeds / "all.atom.xml").read_text(encoding="utf-8")
+
+
+def test_two_categories_mapped_to_one_slug_is_a_config_error(site):
+    site.set_config('"半導体" = "chips"', '"半導体" = "chips"\n"Chips" = "CHIPS"')
+    result = site.run("--dry-run")
+    assert result.exit_code == 2
+    assert "[feeds.category_slugs.Chips] 'CHIPS' is also the slug of '半導体'" in result.output
+
+
+def test_json_only_site(site):
+    site.set_keys(formats=["json"], opml=["json"])
+    result = site.run("--now", FIXED_NOW)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in site.feeds.iterdir() if p.is_file()) == ["all.json", "discovery.html",
+                                                                           "index.opml"]
+    assert validator_rules((site.feeds / "index.opml").read_bytes(), "json") == []

@@ -184,6 +184,7 @@ def test_moved_slug_stays_reserved_and_can_be_taken_back_only_by_its_category(si
     ("research", "Research Notes", "'Research Notes' is not a slug; use 'research-notes'"),
     ("research", "chips", "'chips' is (or was) the slug of '半導体'"),
     ("research", "CHIPS", "'CHIPS' is not a slug"),
+    ("research", "長" * 70, "is too long for a file name"),
 ])
 def test_rename_refuses_bad_requests(site, old, new, message):
     site.run("--now", FIXED_NOW)

@@ -225,3 +225,25 @@ def test_feeds_written_by_a_pass_that_stopped_before_recording_are_still_announc
     result = site.run("--now", FIXED_NOW)
     assert "Published 1 new post(s)" in result.output and "0 feed file(s) written" in result.output
     assert set(hub.state.urls()) == changed, "exactly the feeds the stopped pass had changed"
+
+
+def test_serve_stops_promptly_while_a_hub_hangs_and_the_next_start_sends_the_rest(site, hub):
+    use_hubs(site, hub.url, websub_timeout=1.0)
+    hub.state.hang = 30
+    proc = start_serve(site, "--scan-interval", "3600")
+    try:
+        assert wait_until(lambda: len(hub.state.pings) >= 1 or (site.feeds / "discovery.html").exists())
+        time.sleep(0.5)
+    finally:
+        started = time.monotonic()
+        out = stop(proc)  # asserts exit 0 within 30 s
+        took = time.monotonic() - started
+    assert took < 8, f"stopping took {took:.1f} s:\n{out}"
+    status = site.run("status").output
+    assert "pings 0 sent, 21 pending, 0 given up" in status, status
+    hub.state.hang = 0
+    proc = start_serve(site, "--scan-interval", "3600")
+    try:
+        assert wait_until(lambda: "pings 21 sent, 0 pending" in site.run("status").output, timeout=40, step=0.5)
+    finally:
+        stop(proc)

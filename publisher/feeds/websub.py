@@ -127,10 +127,13 @@ def _settle(cfg: Config, store: SharedStore, ping: Ping, outcome: Outcome, repor
     report.retrying.append((ping, outcome.error))
 
 
-def _sweep(cfg: Config, store: SharedStore, client, report: PingReport, deadline: float | None) -> None:
-    """Send the pings due now, PARALLEL at a time, until none is due or `deadline` (monotonic) has passed; at
-    least one round is sent."""
+def _sweep(cfg: Config, store: SharedStore, client, report: PingReport, deadline: float | None,
+           stop: threading.Event | None) -> None:
+    """Send the pings due now, PARALLEL at a time, until none is due, `deadline` (monotonic) has passed or
+    `stop` is set; at least one round is sent unless stopped first."""
     for _ in range(100_000):  # bounded: each round claims (and so moves forward) up to PARALLEL pings
+        if stop is not None and stop.is_set():
+            return
         now = utcnow()
         claim_until = now + timedelta(seconds=4 * cfg.feeds.websub_timeout + 5)
         claimed = store.claim_pings(stamp(now), stamp(claim_until), PARALLEL)
@@ -157,7 +160,7 @@ def deliver(cfg: Config, store: SharedStore, budget: float | None = None, stop: 
     deadline = None if budget is None else time.monotonic() + budget
     try:
         for _ in range(10_000):  # bounded: each round sends, or waits for the next retry, or stops
-            _sweep(cfg, store, client, report, deadline)
+            _sweep(cfg, store, client, report, deadline, stop)
             due = store.next_ping_due()
             if due is None or deadline is None or (stop is not None and stop.is_set()):
                 break

@@ -54,7 +54,7 @@ class PingWorker:
         try:
             store = self.app.open_store()
             try:
-                report = deliver(self.app.cfg, store, client=client)
+                report = deliver(self.app.cfg, store, stop=self.stop, client=client)
                 due = store.next_ping_due()
             finally:
                 store.close()
