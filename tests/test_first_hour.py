@@ -63,7 +63,7 @@ def test_adoption_keeps_feeds_and_ids(blog, tmp_path):
     for s in (blog, other):
         assert s.run("--now", FIRST_PASS).exit_code == 0
     feeds = sorted(p.relative_to(blog.feeds) for p in blog.feeds.rglob("*") if p.is_file())
-    assert len(feeds) == 15
+    assert len(feeds) == 23  # 7 scopes × Atom, RSS, JSON Feed; index.opml; discovery.html
     assert all((blog.feeds / p).read_bytes() == (other.feeds / p).read_bytes() for p in feeds)
 
 

@@ -26,8 +26,8 @@ TYPES = {"all.atom.xml": "application/atom+xml", "all.rss.xml": "application/rss
 
 def readme_block(lang: str) -> str:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(rf"```{lang}\n(.*?)```", text, re.S)
-    assert len(blocks) == 1, f"one {lang} block in the README"
+    blocks = [b for b in re.findall(rf"```{lang}\n(.*?)```", text, re.S) if "application/feed+json" in b]
+    assert len(blocks) == 1, f"one {lang} block serving the feeds in the README"
     return blocks[0]
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from ..errors import UsageError
-from .common import app_of, lease, open_store, when
+from .common import app_of, honours_dry_run, lease, open_store, when
 
 
 @click.group()
@@ -23,6 +23,7 @@ def feeds() -> None:
     """
 
 
+@honours_dry_run
 @feeds.command("list")
 @click.pass_context
 def list_feeds(ctx: click.Context) -> None:
@@ -58,6 +59,7 @@ def list_feeds(ctx: click.Context) -> None:
         click.echo("  no category published yet")
 
 
+@honours_dry_run
 @feeds.command()
 @click.pass_context
 def links(ctx: click.Context) -> None:
@@ -76,6 +78,7 @@ def links(ctx: click.Context) -> None:
     click.echo(path.read_text(encoding="utf-8"), nl=False)
 
 
+@honours_dry_run
 @feeds.command("rename-slug")
 @click.argument("old")
 @click.argument("new")
