@@ -153,8 +153,10 @@ def test_failing_job_is_logged_and_service_keeps_running(site):
     try:
         assert wait_until(lambda: (site.feeds / "index.opml").exists())  # written last: the first pass is done
         time.sleep(0.3)
-        shutil.rmtree(category)
+        aside = site.root / "category-aside"
+        category.rename(aside)  # atomic: a scan running meanwhile cannot refill the folder being deleted
         category.write_text("a file where the feeds' folder should be")  # the next pass cannot write
+        shutil.rmtree(aside)
         site.write_post("new.md", post_text(title="Arrives later", date="2026-01-02", categories="Research"))
         time.sleep(2.5)
         category.unlink()
