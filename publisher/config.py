@@ -71,6 +71,9 @@ class CleanupConfig:
     title_repeat: bool = True
     repeated_blocks: bool = True
     repeated_min_chars: int = 30
+    repeated_sentences: bool = True
+    sentence_min_chars: int = 20
+    sentence_near_ratio: float = 0.2
     truncation: bool = True
     invisible_chars: bool = True
 
@@ -383,6 +386,11 @@ def _validate(source: str, cfg: Config) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(source, f"cleanup.marker_patterns[{i}]", f"is not a valid regex: {exc}") from None
+    if cfg.cleanup.sentence_min_chars < 1:
+        raise ConfigError(source, "cleanup.sentence_min_chars", "must be at least 1")
+    if not 0 <= cfg.cleanup.sentence_near_ratio <= 0.5:
+        raise ConfigError(source, "cleanup.sentence_near_ratio",
+                          "must be between 0 (exact copies only) and 0.5 (edits per character)")
     _validate_digest(source, cfg)
     _validate_webhooks(source, cfg.webhooks, cfg.root)
 

@@ -22,17 +22,25 @@ class Finding:
     what: str
     fix: str = ""
     detail: str = ""  # extra lines for `publish check`, e.g. a front matter block to paste
+    # For text removed as a repeat: its last line, the line where the first copy starts, and its opening words.
+    end_line: int = 0
+    repeat_of: int = 0
+    preview: str = ""
 
     def __str__(self) -> str:
         text = f"{self.path}:{self.line}: {self.severity}: {self.what}"
         return f"{text} — {self.fix}" if self.fix else text
 
-    def as_tuple(self) -> tuple[str, int, str, str, str, str]:
-        return (self.path, self.line, self.severity, self.what, self.fix, self.detail)
+    def as_tuple(self) -> tuple:
+        """Plain values in field order (the parse cache stores these); rows of the older 6-field layout still
+        load, as `Finding(*row)`, with the repeat fields left empty."""
+        return (self.path, self.line, self.severity, self.what, self.fix, self.detail,
+                self.end_line, self.repeat_of, self.preview)
 
     def as_dict(self) -> dict[str, object]:
-        return {"path": self.path, "line": self.line, "severity": self.severity,
-                "what": self.what, "fix": self.fix, "detail": self.detail}
+        return {"path": self.path, "line": self.line, "severity": self.severity, "what": self.what,
+                "fix": self.fix, "detail": self.detail, "end_line": self.end_line or self.line,
+                "repeat_of": self.repeat_of or None, "preview": self.preview}
 
 
 class PublisherError(Exception):

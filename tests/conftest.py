@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from click.testing import CliRunner, Result
 from publisher.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_POSTS = REPO.parent / "shared" / "sample-posts"
+# The writing pipeline's real posts: beside the repo, or where PUBLISHER_SAMPLE_POSTS points (a worktree).
+SAMPLE_POSTS = Path(os.environ.get("PUBLISHER_SAMPLE_POSTS") or REPO.parent / "shared" / "sample-posts")
 GOLDEN = Path(__file__).resolve().parent / "golden"
 FIXED_NOW = "2026-06-01T00:00:00+09:00"
 

@@ -68,10 +68,15 @@ def test_title_line_in_same_paragraph_keeps_rest():
 def test_repeated_run_kept_once_in_order():
     body = "\n\n".join([A, B, C, A, B, "A new paragraph that is not repeated anywhere else.", C + " Extra."])
     result = clean(body)
-    assert paragraphs(result.text) == [A, B, C, "A new paragraph that is not repeated anywhere else.", C + " Extra."]
-    found = [f for f in result.findings if "repeating" in f.what]
+    assert paragraphs(result.text) == [A, B, C, "A new paragraph that is not repeated anywhere else.", "Extra."]
+    found = [f for f in result.findings if "paragraph(s)" in f.what]
     assert len(found) == 1 and found[0].severity == "warning"
     assert found[0].line == 5 + 6  # the first repeated paragraph starts on the file's line 11
+    assert (found[0].end_line, found[0].repeat_of) == (5 + 8, 5) and found[0].preview.startswith("First paragraph")
+    sentence = [f for f in result.findings if "repeated sentence" in f.what]
+    assert [(f.line, f.repeat_of) for f in sentence] == [(5 + 12, 5 + 4)]
+    off = dataclasses.replace(ON, repeated_sentences=False)
+    assert paragraphs(clean(body, cfg=off).text)[-1] == C + " Extra."
 
 
 def test_post_made_only_of_repeats_keeps_one_copy():
@@ -80,10 +85,12 @@ def test_post_made_only_of_repeats_keeps_one_copy():
     assert paragraphs(result.text) == [A, B]
 
 
-def test_paragraphs_sharing_a_sentence_are_both_kept():
+def test_paragraphs_sharing_a_sentence_keep_it_in_the_first():
     shared = "This exact sentence appears in both paragraphs."
     one, two = f"{shared} Then the first goes on.", f"Before it, the second starts. {shared}"
-    assert paragraphs(clean(f"{one}\n\n{two}").text) == [one, two]
+    assert paragraphs(clean(f"{one}\n\n{two}").text) == [one, "Before it, the second starts."]
+    off = dataclasses.replace(ON, repeated_sentences=False)
+    assert paragraphs(clean(f"{one}\n\n{two}", cfg=off).text) == [one, two]
 
 
 def test_short_repeated_heading_kept():
@@ -97,8 +104,13 @@ def test_repeated_code_blocks_kept():
 
 
 def test_repeats_switch():
-    off = dataclasses.replace(ON, repeated_blocks=False)
+    off = dataclasses.replace(ON, repeated_blocks=False, repeated_sentences=False)
     assert paragraphs(clean(f"{A}\n\n{A}", cfg=off).text) == [A, A]
+    blocks_only = dataclasses.replace(ON, repeated_sentences=False)
+    assert paragraphs(clean(f"{A}\n\n{A}", cfg=blocks_only).text) == [A]
+    sentences_only = dataclasses.replace(ON, repeated_blocks=False)
+    result = clean(f"{A}\n\n{A}", cfg=sentences_only)
+    assert paragraphs(result.text) == [A] and "repeated sentence" in result.findings[0].what
 
 
 @pytest.mark.parametrize("ending", ["ends here.", "終わりです。", "本当？", "すごい！", "「引用」", "（注）", "Really?!", "done 🎉"])

@@ -27,6 +27,10 @@ def test_shipped_config_loads(site):
         ("marker_patterns = ['^-{3,}", "marker_patterns = ['(unclosed', '^-{3,}", "cleanup.marker_patterns[0]"),
         ('patterns = ["*.md", "*.markdown", "*.txt"]', 'patterns = "*.md"', "posts.patterns"),
         ("[site]", "[sight]\n[site]", "sight"),
+        ("sentence_near_ratio = 0.2", "sentence_near_ratio = 0.9", "cleanup.sentence_near_ratio"),
+        ("sentence_near_ratio = 0.2", 'sentence_near_ratio = "some"', "cleanup.sentence_near_ratio"),
+        ("sentence_min_chars = 20", "sentence_min_chars = 0", "cleanup.sentence_min_chars"),
+        ("repeated_sentences = true", "repeated_sentences = 1", "cleanup.repeated_sentences"),
     ],
 )
 def test_bad_config_names_the_key(site, old, new, key):

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from ..config import CleanupConfig
 from ..errors import Finding
+from .repeats import remove_repeated_sentences
 
 # Control and invisible characters that never belong in prose. Tab and newline stay; so do ZWJ/ZWNJ,
 # which emoji sequences and some scripts need.
@@ -142,12 +143,12 @@ def _remove_title_repeat(blocks: list[_Block], title: str, path: str) -> list[Fi
 
 def _remove_repeats(blocks: list[_Block], min_chars: int, path: str) -> list[Finding]:
     """Drop runs of blocks that repeat earlier blocks word for word; short lone repeats (headings) stay."""
-    seen: set[str] = set()
-    repeat = []
+    seen: dict[str, int] = {}
+    repeat, first_line = [], []
     for block in blocks:
         norm = block.norm
         repeat.append(not block.fenced and norm in seen)
-        seen.add(norm)
+        first_line.append(seen.setdefault(norm, block.start))
     findings, keep = [], [True] * len(blocks)
     i = 0
     while i < len(blocks):
@@ -159,12 +160,24 @@ def _remove_repeats(blocks: list[_Block], min_chars: int, path: str) -> list[Fin
             j += 1
         if sum(len(b.norm) for b in blocks[i:j]) >= min_chars:
             keep[i:j] = [False] * (j - i)
+            preview = " ".join(blocks[i].norm.split()[:12])[:60]
             findings.append(Finding(
                 path, blocks[i].start, "warning",
-                f"removed {j - i} paragraph(s) (lines {blocks[i].start}–{blocks[j - 1].end}) repeating earlier text",
-                "delete the repeated text from the post"))
+                f"removed {j - i} paragraph(s) (lines {blocks[i].start}–{blocks[j - 1].end}) repeating earlier text "
+                f"from line {first_line[i]}", "delete the repeated text from the post", "", blocks[j - 1].end,
+                first_line[i], preview))
         i = j
     blocks[:] = [b for b, k in zip(blocks, keep, strict=True) if k]
+    return findings
+
+
+def _remove_repeated_sentences(blocks: list[_Block], title_lines: list[tuple[int, str]], cfg: CleanupConfig,
+                               path: str) -> list[Finding]:
+    """Sentence-level repeats (`repeats.py`): the blocks keep their first copies only."""
+    kept, findings = remove_repeated_sentences([(b.lines, b.fenced) for b in blocks], title_lines, cfg, path)
+    for block, lines in zip(blocks, kept, strict=True):
+        block.lines = lines
+    blocks[:] = [b for b in blocks if b.lines]
     return findings
 
 
@@ -194,10 +207,16 @@ def clean_body(body: str, title: str, cfg: CleanupConfig, path: str, first_line:
     blocks = _split_blocks(lines)
     if cfg.markers and cfg.marker_patterns:
         findings += _remove_markers(blocks, cfg.marker_patterns, path)
+    title_lines: list[tuple[int, str]] = []
     if cfg.title_repeat:
-        findings += _remove_title_repeat(blocks, title, path)
+        first = blocks[0].lines[:1] if blocks and not blocks[0].fenced else []
+        found = _remove_title_repeat(blocks, title, path)
+        title_lines = first if found else []
+        findings += found
     if cfg.repeated_blocks:
         findings += _remove_repeats(blocks, cfg.repeated_min_chars, path)
+    if cfg.repeated_sentences:
+        findings += _remove_repeated_sentences(blocks, title_lines, cfg, path)
     if cfg.truncation:
         findings += _check_truncation(blocks, path)
     return Cleaned(_join(blocks), tuple(findings))

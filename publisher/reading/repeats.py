@@ -1,0 +1,583 @@
+"""Sentences a post repeats: prose split into sentences, each compared with what came before, copies cut.
+
+Works on the blocks `cleanup.clean_body` made (lists of (file line, text) and a fenced flag), so the two
+modules stay independent. Only prose is ever cut: headings, lists, quotes, tables, HTML and code stay as
+they are, though the sentences of headings, lists and quotes count as written (prose that repeats them
+later is cut). Promises:
+
+- the first copy of anything is kept, in place; only a sentence whose text (or a near copy of it) came
+  earlier is ever cut, so a sentence written once is never lost;
+- a sentence shorter than `sentence_min_chars` is cut only inside a run of copied sentences that is long
+  enough, or with a paragraph made only of copies — never on its own;
+- a near copy (a few characters changed) is cut only inside a run: next to a copy of the sentence that
+  followed or preceded its original.
+
+Cost is linear in the length of the post: sentences are found by hashing their normalised text; near
+copies are looked up by the expected next sentence and by 10-character anchors at both ends (a bounded
+list each), never by comparing every pair.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Levenshtein
+
+from ..config import CleanupConfig
+from ..errors import Finding
+
+Lines = list[tuple[int, str]]
+
+_CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_RE = re.compile(f"[{_CJK}]")
+_CLOSERS = "\"'”’」』）)\\]】〉》〕］*_~"
+_TERM_RE = re.compile(f"(?:[。！？]+[!?！？]*|[!?]+|\\.{{3,}}|…+|[.．])[{_CLOSERS}]*")
+_MASK_RE = re.compile(r"`[^`\n]*`|\]\([^)\s]*\)|<https?://[^>\s]*>|https?://[^\s<>]*[^\s<>.,;:!?。、！？）)」』]")
+_NEVER_ENDS = frozenset("mr mrs ms dr prof st vs e.g i.e cf fig figs no nos approx ca".split())
+_BULLETS = "-*+•・●○■□◆◇▪►▶※—–"
+_HEADING_RE = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
+_BOLD_LINE_RE = re.compile(r"^\s{0,3}(\*\*|__)((?:(?!\1).)+)\1\s*[:：]?\s*$")
+_INNER_END_RE = re.compile(r"[。！？]|[.!?]\s")
+_SETEXT_RE = re.compile(r"^\s{0,3}(?:=+|-+)\s*$")
+_LIST_RE = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
+_QUOTE_RE = re.compile(r"^\s{0,3}>")
+_HTML_RE = re.compile(r"^\s{0,3}<(?:[A-Za-z][A-Za-z0-9-]*[\s/>]|[A-Za-z][A-Za-z0-9-]*$|/[A-Za-z]|!--|\?|!\[CDATA\[)")
+_CODE_RE = re.compile(r"^(?: {4}|\t)")
+_TABLE_DELIM_RE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?\s*$")
+_MARKUP_RE = re.compile(r"^(?:\s*(?:#{1,6}|>+|[-*+•・●○■□◆◇▪►▶※]|\d{1,3}[.)]))+\s+")
+_LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|<[^>\n]*>")
+_DROP_RE = re.compile(r"[\s*_~`]+")
+_DIGITS_RE = re.compile(r"\d+")
+_SPACE_RE = re.compile(r"\s+")
+_EMPHASIS = ("**", "__", "~~")
+
+ANCHOR = 10  # characters at each end of a sentence that index it for near-copy lookup
+PREFIX = 4  # characters that index a sentence for "this fragment is how it starts" lookup
+BUCKET = 16  # sentences kept per index entry: lookups stay bounded on repetitive text
+GAP = 3  # first copies this far apart still count as "the sentence that came next"
+SPLIT_TRIES = 6  # whitespace positions tried when looking for a known sentence glued after other text
+NEAR_MIN, NEAR_MAX, NEAR_EDITS = 12, 2000, 24  # near copies: sentence lengths considered, most edits allowed
+PREVIEW = 60
+
+
+@dataclass(slots=True)
+class _Unit:
+    """A sentence, or a fragment of one (a heading, a line without a terminator, a cut-off end)."""
+
+    block: int  # index of its block; -1 for the removed title line (the last of the prepared blocks)
+    start: int  # span in the block's text ("\n".join of its lines)
+    end: int
+    line: int  # file line where it starts
+    key: str  # normalised text: what is compared
+    closed: bool  # ends with a sentence terminator
+    prose: bool  # may be cut (headings, list items and quotes never are)
+    lo: int = -1  # first copy it repeats: units lo..hi (unit ids); -1 when it is itself a first copy
+    hi: int = -1
+    how: str = ""  # exact, part (split across two units), prefix (a cut-off start), near
+
+
+def sentence_key(text: str) -> str:
+    """Text as compared: width forms folded (NFKC), case folded, Markdown emphasis, links, list and heading
+    markers, whitespace and the final terminator dropped."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _LINK_RE.sub(lambda m: m.group(1) or "", text)
+    text = _MARKUP_RE.sub("", text)
+    return _DROP_RE.sub("", text).rstrip("。.!?")
+
+
+def _masked(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _MASK_RE.finditer(text)]
+
+
+def _in_spans(pos: int, spans: list[tuple[int, int]], starts: list[int]) -> bool:
+    i = bisect_right(starts, pos) - 1
+    return i >= 0 and spans[i][0] <= pos < spans[i][1]
+
+
+def _period_ends(text: str, a: int, b: int, unit_start: int) -> bool:
+    """Whether the '.' (or '…', '...') at text[a:b] ends a sentence."""
+    nxt = text[b] if b < len(text) else ""
+    if text[a] == "．" and _CJK_RE.match(nxt):
+        return True
+    if nxt and not nxt.isspace():
+        return False
+    rest = text[b:b + 40].lstrip()
+    if not rest:
+        return True
+    follower = rest[0]
+    if follower.islower() or follower in ",;:":
+        return False
+    if text[a] != "." or text[a:b].startswith(".."):
+        return follower.isupper() or bool(_CJK_RE.match(follower)) or follower in "\"'“‘「『(（[#*"
+    if a - unit_start <= 8 and text[unit_start:a].strip().isdigit():
+        return False  # a list number glued into running text ("2. Why now")
+    j = a
+    while j > unit_start and a - j < 12 and (text[j - 1].isascii() and text[j - 1].isalpha() or text[j - 1] == "."):
+        j -= 1
+    word = text[j:a].casefold()
+    return not (word in _NEVER_ENDS or (len(word) == 1 and text[a - 1].isupper()))
+
+
+def _line_breaks(text: str) -> list[int]:
+    """Offsets of line breaks that end a sentence: next to Japanese text, before a bullet, after a hard break."""
+    out = []
+    pos = text.find("\n")
+    while pos != -1:
+        i, j = pos, pos + 1
+        while i > 0 and text[i - 1] in " \t":
+            i -= 1
+        while j < len(text) and text[j] in " \t":
+            j += 1
+        c1 = text[i - 1] if i else " "
+        c2 = text[j] if j < len(text) else " "
+        if _CJK_RE.match(c1) or _CJK_RE.match(c2) or c2 in _BULLETS or c1 in ":：\\" or pos - i >= 2:
+            out.append(pos)
+        pos = text.find("\n", pos + 1)
+    return out
+
+
+def split_sentences(text: str) -> list[tuple[int, int, bool]]:
+    """Sentence spans (start, end, ends with a terminator) of a piece of prose."""
+    masks = _masked(text)
+    starts = [s for s, _ in masks]
+    stops: dict[int, bool] = {pos: False for pos in _line_breaks(text)}
+    unit_start = 0
+    for m in _TERM_RE.finditer(text):
+        a, b = m.span()
+        if masks and _in_spans(a, masks, starts):
+            continue
+        ch = text[a]
+        if ch in "。！？":
+            ends = True
+        elif ch in "!?":
+            nxt = text[b:b + 1]
+            ends = not nxt or nxt.isspace() or bool(_CJK_RE.match(nxt))
+        else:
+            ends = _period_ends(text, a, b, unit_start)
+        if ends:
+            stops[b] = True
+            unit_start = b
+    spans = []
+    pos = 0
+    for stop in sorted(stops):
+        _add_span(text, pos, stop, stops[stop], spans)
+        pos = stop
+    _add_span(text, pos, len(text), False, spans)
+    return spans
+
+
+def _add_span(text: str, start: int, end: int, closed: bool, spans: list) -> None:
+    piece = text[start:end]
+    stripped = piece.lstrip()
+    if not stripped.strip():
+        return
+    start += len(piece) - len(stripped)
+    end = start + len(stripped.rstrip())
+    spans.append((start, end, closed))
+
+
+def _line_kinds(texts: list[str]) -> list[str]:
+    """Each line of a block: prose (may be cut), struct (heading, list, quote: kept, counted) or opaque."""
+    if any(_TABLE_DELIM_RE.match(t) for t in texts) or (texts and _HTML_RE.match(texts[0])):
+        return ["opaque"] * len(texts)
+    kinds: list[str] = []
+    mode = ""
+    for i, t in enumerate(texts):
+        if mode:
+            kinds.append(mode)
+        elif (i == 0 or kinds[-1] == "code") and _CODE_RE.match(t):
+            kinds.append("code")
+        elif _HEADING_RE.match(t) or _bold_heading(t):
+            kinds.append("struct")
+        elif _SETEXT_RE.match(t) and kinds and kinds[-1] == "prose":
+            kinds[-1] = "struct"
+            kinds.append("opaque")
+        elif _LIST_RE.match(t) or _QUOTE_RE.match(t):
+            mode = "struct"
+            kinds.append(mode)
+        elif t.lstrip().startswith("|"):
+            kinds.append("opaque")
+        else:
+            kinds.append("prose")
+    return ["opaque" if k == "code" else k for k in kinds]
+
+
+def _bold_heading(line: str) -> bool:
+    """A line that is all bold and holds at most one sentence: a heading in all but name."""
+    m = _BOLD_LINE_RE.match(line)
+    return bool(m) and not _INNER_END_RE.search(m.group(2).rstrip()[:-1])
+
+
+class _Block:
+    """One block's text with the offsets of its lines."""
+
+    def __init__(self, lines: Lines) -> None:
+        self.lines = lines
+        self.text = "\n".join(t for _, t in lines)
+        self.starts = []
+        pos = 0
+        for _, t in lines:
+            self.starts.append(pos)
+            pos += len(t) + 1
+
+    def line_at(self, pos: int) -> int:
+        return self.lines[bisect_right(self.starts, pos) - 1][0]
+
+
+def _units_of(index: int, block: _Block, out: list[_Unit]) -> None:
+    texts = [t for _, t in block.lines]
+    kinds = _line_kinds(texts)
+    i = 0
+    while i < len(texts):
+        kind = kinds[i]
+        if kind == "opaque":
+            i += 1
+            continue
+        j = i + 1
+        if kind == "prose":
+            while j < len(texts) and kinds[j] == "prose":
+                j += 1
+        base = block.starts[i]
+        piece = "\n".join(texts[i:j])
+        for s, e, closed in split_sentences(piece):
+            key = sentence_key(piece[s:e])
+            if key:
+                out.append(_Unit(index, base + s, base + e, block.line_at(base + s), key, closed, kind == "prose"))
+        i = j
+
+
+class _Seen:
+    """Everything written so far, indexed for the lookups the matcher makes."""
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+        self.keys: dict[str, tuple[int, int]] = {}
+        self.prefix: dict[str, list[int]] = {}
+        self.fragments: dict[str, list[int]] = {}  # first copies without a terminator: headings, the title
+        self.anchors: dict[str, list[int]] = {}
+        self.units: list[_Unit] = []
+        self.digits: dict[int, str] = {}  # numbers in a first copy: near copies must have the same ones
+
+    def add(self, u: _Unit, prev: _Unit | None, text: str) -> None:
+        i = len(self.units)
+        self.units.append(u)
+        span = (u.lo, u.hi) if u.lo >= 0 else (i, i)
+        self.keys.setdefault(u.key, span)
+        if prev is not None and not prev.closed:
+            self.keys.setdefault(prev.key + u.key, (prev.lo if prev.lo >= 0 else i - 1, span[1]))
+        if u.lo >= 0:
+            return
+        for tail, _ in _tails(text, u):  # a sentence written after a lead-in ("Update: …") counts as written
+            self.keys.setdefault(tail, span)
+        if len(u.key) >= PREFIX:
+            _push(self.prefix, u.key[:PREFIX], i)
+            if not u.closed:
+                _push(self.fragments, u.key[:PREFIX], i)
+        if NEAR_MIN <= len(u.key) <= NEAR_MAX and self.ratio > 0:
+            self.digits[i] = _digits(u.key)
+            _push(self.anchors, "<" + u.key[:ANCHOR], i)
+            _push(self.anchors, ">" + u.key[-ANCHOR:], i)
+
+    def expected(self, prev: _Unit | None) -> list[int]:
+        """First copies that would come next if `prev` is part of a copied run."""
+        if prev is None or prev.lo < 0:
+            return []
+        return [i for i in range(prev.hi + 1, min(prev.hi + 1 + GAP, len(self.units))) if self.units[i].lo < 0]
+
+    def starting_with(self, key: str, prev: _Unit | None) -> int:
+        for i in self.expected(prev) + self.prefix.get(key[:PREFIX], []):
+            if self.units[i].key.startswith(key):
+                return i
+        return -1
+
+    def near(self, key: str, prev: _Unit | None) -> int:
+        if not NEAR_MIN <= len(key) <= NEAR_MAX or self.ratio <= 0:
+            return -1
+        edits = min(NEAR_EDITS, int(len(key) * self.ratio))
+        if edits < 1:
+            return -1
+        digits = _digits(key)
+        candidates = dict.fromkeys(self.expected(prev) + self.anchors.get("<" + key[:ANCHOR], [])
+                                   + self.anchors.get(">" + key[-ANCHOR:], []))
+        for i in candidates:
+            other = self.units[i].key
+            if abs(len(other) - len(key)) > edits or self.digits.get(i) != digits:
+                continue
+            if Levenshtein.distance(key, other, score_cutoff=edits) <= edits:
+                return i
+        return -1
+
+
+def _digits(key: str) -> str:
+    return " ".join(_DIGITS_RE.findall(key))
+
+
+def _push(index: dict[str, list[int]], key: str, i: int) -> None:
+    bucket = index.setdefault(key, [])
+    if len(bucket) < BUCKET:
+        bucket.append(i)
+    else:  # keep the oldest half and the most recent: both ends of a long post stay findable
+        bucket[BUCKET // 2:] = bucket[BUCKET // 2 + 1:] + [i]
+
+
+def _match(units: deque[_Unit], blocks: list[_Block], ratio: float) -> list[_Unit]:
+    """Every unit in document order, each marked with the first copy it repeats (if any)."""
+    seen = _Seen(ratio)
+    out: list[_Unit] = []
+    while units:
+        u = units.popleft()
+        prev = out[-1] if out else None
+        if u.lo < 0:
+            _match_one(u, prev, units, seen, blocks)
+        seen.add(u, prev, blocks[u.block].text)
+        out.append(u)
+    return out
+
+
+def _match_one(u: _Unit, prev: _Unit | None, pending: deque[_Unit], seen: _Seen, blocks: list[_Block]) -> None:
+    hit = seen.keys.get(u.key)
+    if hit:
+        u.lo, u.hi, u.how = *hit, "exact"
+        return
+    nxt = pending[0] if pending else None
+    if not u.closed and nxt is not None and nxt.lo < 0:
+        hit = seen.keys.get(u.key + nxt.key)
+        if hit:
+            u.lo, u.hi, u.how = *hit, "part"
+            nxt.lo, nxt.hi, nxt.how = *hit, "part"
+            return
+    if not u.closed and len(u.key) >= PREFIX:
+        i = seen.starting_with(u.key, prev)
+        if i >= 0:
+            u.lo, u.hi, u.how = i, i, "prefix"
+            return
+    if u.prose and (_split_known_head(u, pending, seen, blocks[u.block])
+                    or _split_known_tail(u, pending, seen, blocks[u.block])):
+        return
+    i = seen.near(u.key, prev)
+    if i >= 0:
+        u.lo, u.hi, u.how = i, i, "near"
+
+
+def _tails(text: str, u: _Unit) -> Iterator[tuple[str, re.Match]]:
+    """Keys of what follows the first few spaces in a unit, where a sentence could start."""
+    tries = 0
+    for m in _SPACE_RE.finditer(text, u.start, u.end):
+        if tries == SPLIT_TRIES:
+            return
+        tries += 1
+        first = text[m.end()]
+        if not first.islower() and first not in ",.;:、。)]）」』":
+            key = sentence_key(text[m.end():u.end])
+            if len(key) >= PREFIX:
+                yield key, m
+
+
+def _split_known_head(u: _Unit, pending: deque[_Unit], seen: _Seen, block: _Block) -> bool:
+    """A known heading or title glued before a sentence by a space: split it off; the rest is matched on its own."""
+    known = [seen.units[i].key for i in seen.fragments.get(u.key[:PREFIX], ())]
+    known = [k for k in known if len(k) < len(u.key) and u.key.startswith(k)]
+    if not known:
+        return False
+    head_key = max(known, key=len)
+    text = block.text
+    for m in _SPACE_RE.finditer(text, u.start, min(u.end, u.start + 4 * len(head_key) + 40)):
+        key = sentence_key(text[u.start:m.start()])
+        if len(key) > len(head_key):
+            break
+        tail_key = sentence_key(text[m.end():u.end])
+        if key == head_key and tail_key and not text[m.end()].islower():
+            pending.appendleft(_Unit(u.block, m.end(), u.end, block.line_at(m.end()), tail_key, u.closed, u.prose))
+            u.end, u.key, u.closed = m.start(), key, False
+            u.lo, u.hi, u.how = *seen.keys[key], "exact"
+            return True
+    return False
+
+
+def _split_known_tail(u: _Unit, pending: deque[_Unit], seen: _Seen, block: _Block) -> bool:
+    """A known sentence glued after other text (a heading or the title, joined by a space): split it off."""
+    text = block.text
+    for key, m in _tails(text, u):
+        cut, tail = m.span()
+        hit = seen.keys.get(key)
+        head_key = sentence_key(text[u.start:cut]) if hit else ""
+        if hit and head_key:
+            pending.appendleft(_Unit(u.block, tail, u.end, block.line_at(tail), key, u.closed, u.prose, *hit,
+                                     "exact"))
+            u.end, u.key, u.closed = cut, head_key, False
+            hit = seen.keys.get(head_key)
+            if hit:
+                u.lo, u.hi, u.how = *hit, "exact"
+            return True
+    return False
+
+
+def _linked(a: _Unit, b: _Unit) -> bool:
+    """Whether b follows a in the copy as its first copy followed a's: one copied run."""
+    if a.lo < 0 or b.lo < 0:
+        return False
+    step = b.lo - a.hi
+    if a.how == b.how == "part" and (a.lo, a.hi) == (b.lo, b.hi):
+        return True
+    return 1 <= step <= GAP
+
+
+def _decide(units: list[_Unit], min_chars: int) -> list[bool]:
+    """Which units to cut: copied runs long enough, and prose paragraphs made only of copies."""
+    n = len(units)
+    cut = [False] * n
+    accepted = [u.lo >= 0 for u in units]
+    i = 0
+    while i < n:
+        if units[i].lo < 0:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and _linked(units[j - 1], units[j]):
+            j += 1
+        if j - i == 1 and units[i].how == "near":
+            accepted[i] = False  # a near copy alone is a different sentence until its neighbours say otherwise
+        elif sum(len(u.key) for u in units[i:j] if u.prose) >= min_chars:
+            for k in range(i, j):
+                cut[k] = units[k].prose
+        i = j
+    _cut_whole_paragraphs(units, accepted, cut, min_chars)
+    return cut
+
+
+def _cut_whole_paragraphs(units: list[_Unit], accepted: list[bool], cut: list[bool], min_chars: int) -> None:
+    i = 0
+    while i < len(units):
+        j = i
+        while j < len(units) and units[j].block == units[i].block:
+            j += 1
+        group = range(i, j)
+        if (units[i].block >= 0 and all(units[k].prose and accepted[k] for k in group)
+                and sum(len(units[k].key) for k in group) >= min_chars):
+            for k in group:
+                cut[k] = True
+        i = j
+
+
+def _cut_spans(block: _Block, ranges: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """Merged (start, end, residue) cuts of a block; an emphasis marker left open or closed is kept."""
+    text = block.text
+    merged: list[list[int]] = []
+    for s, e in ranges:
+        if merged and not text[merged[-1][1]:s].strip():
+            merged[-1][1] = e
+        else:
+            merged.append([s, e])
+    out = []
+    for s, e in merged:
+        piece = text[s:e]
+        odd = [mark for mark in _EMPHASIS if piece.count(mark) % 2]
+        if odd and text.count(odd[0], 0, s) % 2:
+            # The cut closes an emphasis opened before it: keep the closer, glued to the text before.
+            while s > 0 and text[s - 1] in " \t":
+                s -= 1
+        else:
+            # Nothing left open, or the cut opens an emphasis that goes on after it: keep the opener there.
+            while e < len(text) and text[e] in " \t":
+                e += 1
+        out.append((s, e, "".join(odd)))
+    return out
+
+
+def _rebuild(block: _Block, cuts: list[tuple[int, int, str]]) -> Lines:
+    """The block's lines with the cuts made; lines left blank go, the others keep their file line numbers."""
+    parts: list[tuple[int, str]] = []
+    pos = 0
+    for s, e, residue in cuts:
+        parts.append((pos, block.text[pos:s]))
+        if residue:
+            parts.append((s, residue))
+        pos = e
+    parts.append((pos, block.text[pos:]))
+    rows: list[tuple[int, str]] = []
+    current, origin = "", -1
+    for src, part in parts:
+        offset = 0
+        for k, chunk in enumerate(part.split("\n")):
+            if k:
+                rows.append((origin, current))
+                current, origin = "", -1
+            if origin < 0 and (chunk or k):
+                origin = src + offset
+            current += chunk
+            offset += len(chunk) + 1
+    rows.append((origin, current))
+    original = dict(block.lines)
+    out = []
+    for origin, text in rows:
+        if origin < 0 or not text.strip():
+            continue
+        number = block.line_at(origin)
+        out.append((number, text if text == original.get(number) else text.rstrip()))
+    return out
+
+
+def _preview(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW else text[:PREVIEW].rstrip() + "…"
+
+
+def _findings(units: list[_Unit], cut: list[bool], blocks: list[_Block], path: str) -> list[Finding]:
+    out = []
+    i = 0
+    while i < len(units):
+        if not cut[i]:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(units) and cut[j] and (units[j].block == units[j - 1].block
+                                             or units[j].block == units[j - 1].block + 1
+                                             and _linked(units[j - 1], units[j])):
+            j += 1
+        run = units[i:j]
+        first, last = run[0], run[-1]
+        end_line = blocks[last.block].line_at(max(last.start, last.end - 1))
+        originals = [units[k].line for u in run for k in (u.lo, u.hi)]
+        lo, hi = min(originals), max(originals)
+        lines = f"line {first.line}" if end_line == first.line else f"lines {first.line}–{end_line}"
+        of = f"line {lo}" if lo == hi else f"lines {lo}–{hi}"
+        same = [u for u in run[:8] if u.block == first.block]
+        preview = _preview(blocks[first.block].text[first.start:same[-1].end])
+        out.append(Finding(path, first.line, "warning",
+                           f"removed {len(run)} repeated sentence(s) on {lines}, first written on {of}: «{preview}»",
+                           "delete the repeated text from the post", "", end_line, lo, preview))
+        i = j
+    return out
+
+
+def remove_repeated_sentences(blocks: list[tuple[Lines, bool]], title_lines: Lines, cfg: CleanupConfig,
+                              path: str) -> tuple[list[Lines], list[Finding]]:
+    """Each block's lines with repeated sentences cut, and a finding per cut run.
+
+    `title_lines` are lines already removed because they repeat the title: they count as written first.
+    """
+    title = _Block(title_lines or [(0, "")])
+    prepared = [_Block(lines) for lines, _ in blocks] + [title]
+    units: list[_Unit] = []
+    for s, e, closed in split_sentences(title.text):
+        key = sentence_key(title.text[s:e])
+        if key:
+            units.append(_Unit(-1, s, e, title.line_at(s), key, closed, False))
+    for index, (block, (_, fenced)) in enumerate(zip(prepared[:-1], blocks, strict=True)):
+        if not fenced:
+            _units_of(index, block, units)
+    matched = _match(deque(units), prepared, cfg.sentence_near_ratio)
+    cut = _decide(matched, cfg.sentence_min_chars)
+    by_block: dict[int, list[tuple[int, int]]] = {}
+    for u, c in zip(matched, cut, strict=True):
+        if c:
+            by_block.setdefault(u.block, []).append((u.start, u.end))
+    lines = [lines for lines, _ in blocks]
+    for index, ranges in by_block.items():
+        lines[index] = _rebuild(prepared[index], _cut_spans(prepared[index], ranges))
+    return lines, _findings(matched, cut, prepared, path)
