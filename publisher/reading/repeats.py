@@ -23,22 +23,19 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-from rapidfuzz.distance import Levenshtein
+from functools import lru_cache
 
 from ..config import CleanupConfig
 from ..errors import Finding
 
 Lines = list[tuple[int, str]]
 
-_CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
-_CJK_RE = re.compile(f"[{_CJK}]")
 _CLOSERS = "\"'”’」』）)\\]】〉》〕］*_~"
-_TERM_RE = re.compile(f"(?:[。！？]+[!?！？]*|[!?]+|\\.{{3,}}|…+|[.．])[{_CLOSERS}]*")
+_TERM_RE = re.compile(f"[。！？!?.．…]+[{_CLOSERS}]*")
 _MASK_RE = re.compile(r"`[^`\n]*`|\]\([^)\s]*\)|<https?://[^>\s]*>|https?://[^\s<>]*[^\s<>.,;:!?。、！？）)」』]")
-_NEVER_ENDS = frozenset("mr mrs ms dr prof st vs e.g i.e cf fig figs no nos approx ca".split())
+_NEVER_ENDS = frozenset("mr mrs ms dr prof sr jr st vs etc cf fig figs no nos approx ca incl esp viz al resp misc "
+                        "dept est vol jan feb mar apr jun jul aug sep sept oct nov dec".split())
 _BULLETS = "-*+•・●○■□◆◇▪►▶※—–"
 _HEADING_RE = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
 _BOLD_LINE_RE = re.compile(r"^\s{0,3}(\*\*|__)((?:(?!\1).)+)\1\s*[:：]?\s*$")
@@ -50,6 +47,7 @@ _HTML_RE = re.compile(r"^\s{0,3}<(?:[A-Za-z][A-Za-z0-9-]*[\s/>]|[A-Za-z][A-Za-z0
 _CODE_RE = re.compile(r"^(?: {4}|\t)")
 _TABLE_DELIM_RE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?\s*$")
 _MARKUP_RE = re.compile(r"^(?:\s*(?:#{1,6}|>+|[-*+•・●○■□◆◇▪►▶※]|\d{1,3}[.)]))+\s+")
+_MARKUP_FIRST = frozenset(" \t#>-*+•・●○■□◆◇▪►▶※0123456789")
 _LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|<[^>\n]*>")
 _DROP_RE = re.compile(r"[\s*_~`]+")
 _DIGITS_RE = re.compile(r"\d+")
@@ -60,7 +58,7 @@ ANCHOR = 10  # characters at each end of a sentence that index it for near-copy 
 PREFIX = 4  # characters that index a sentence for "this fragment is how it starts" lookup
 BUCKET = 16  # sentences kept per index entry: lookups stay bounded on repetitive text
 GAP = 3  # first copies this far apart still count as "the sentence that came next"
-SPLIT_TRIES = 6  # whitespace positions tried when looking for a known sentence glued after other text
+SPLIT_TRIES, SPLIT_SPAN = 6, 400  # where a known sentence glued after other text is looked for: positions, chars
 NEAR_MIN, NEAR_MAX, NEAR_EDITS = 12, 2000, 24  # near copies: sentence lengths considered, most edits allowed
 PREVIEW = 60
 
@@ -79,15 +77,26 @@ class _Unit:
     lo: int = -1  # first copy it repeats: units lo..hi (unit ids); -1 when it is itself a first copy
     hi: int = -1
     how: str = ""  # exact, part (split across two units), prefix (a cut-off start), near
+    tails: list | None = None  # (key, match) of what follows its first spaces, computed once
+    heading: bool = False  # a heading: never cut, but what is glued after it on its line may be
 
 
+@lru_cache(maxsize=4096)
 def sentence_key(text: str) -> str:
     """Text as compared: width forms folded (NFKC), case folded, Markdown emphasis, links, list and heading
     markers, whitespace and the final terminator dropped."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    text = _LINK_RE.sub(lambda m: m.group(1) or "", text)
-    text = _MARKUP_RE.sub("", text)
+    if "[" in text or "<" in text:
+        text = _LINK_RE.sub(lambda m: m.group(1) or "", text)
+    if text[:1] in _MARKUP_FIRST:
+        text = _MARKUP_RE.sub("", text)
     return _DROP_RE.sub("", text).rstrip("。.!?")
+
+
+def _is_cjk(ch: str) -> bool:
+    """Japanese or Chinese script, or a full-width form (a range test: no regex to compile at import)."""
+    return bool(ch) and ("\u3000" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u4dbf" or "\u4e00" <= ch <= "\u9fff"
+                         or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef")
 
 
 def _masked(text: str) -> list[tuple[int, int]]:
@@ -102,7 +111,7 @@ def _in_spans(pos: int, spans: list[tuple[int, int]], starts: list[int]) -> bool
 def _period_ends(text: str, a: int, b: int, unit_start: int) -> bool:
     """Whether the '.' (or '…', '...') at text[a:b] ends a sentence."""
     nxt = text[b] if b < len(text) else ""
-    if text[a] == "．" and _CJK_RE.match(nxt):
+    if text[a] == "．" and _is_cjk(nxt):
         return True
     if nxt and not nxt.isspace():
         return False
@@ -110,17 +119,20 @@ def _period_ends(text: str, a: int, b: int, unit_start: int) -> bool:
     if not rest:
         return True
     follower = rest[0]
-    if follower.islower() or follower in ",;:":
+    if follower in ",;:":
         return False
-    if text[a] != "." or text[a:b].startswith(".."):
-        return follower.isupper() or bool(_CJK_RE.match(follower)) or follower in "\"'“‘「『(（[#*"
+    if text[a] != "." or text[a:b].startswith(".."):  # an ellipsis ends a sentence only before a new one
+        return follower.isupper() or _is_cjk(follower) or follower in "\"'“‘「『(（[#*"
     if a - unit_start <= 8 and text[unit_start:a].strip().isdigit():
         return False  # a list number glued into running text ("2. Why now")
     j = a
     while j > unit_start and a - j < 12 and (text[j - 1].isascii() and text[j - 1].isalpha() or text[j - 1] == "."):
         j -= 1
-    word = text[j:a].casefold()
-    return not (word in _NEVER_ENDS or (len(word) == 1 and text[a - 1].isupper()))
+    standalone = j == unit_start or text[j - 1].isspace() or text[j - 1] in "(\"'“‘*_[「（"
+    word = text[j:a].casefold() if standalone else ""  # "…?c=d. Next" ends a sentence after a URL
+    # Abbreviations ("Dr.", "e.g.", "U.S.", "p.m.") and initials ("J. Smith") do not end a sentence; any
+    # other word does, even before a lower-case word ("… last spring. iPhone sales").
+    return not (word in _NEVER_ENDS or "." in word or len(word) == 1)
 
 
 def _line_breaks(text: str) -> list[int]:
@@ -135,7 +147,7 @@ def _line_breaks(text: str) -> list[int]:
             j += 1
         c1 = text[i - 1] if i else " "
         c2 = text[j] if j < len(text) else " "
-        if _CJK_RE.match(c1) or _CJK_RE.match(c2) or c2 in _BULLETS or c1 in ":：\\" or pos - i >= 2:
+        if _is_cjk(c1) or _is_cjk(c2) or c2 in _BULLETS or c1 in ":：\\" or pos - i >= 2:
             out.append(pos)
         pos = text.find("\n", pos + 1)
     return out
@@ -156,7 +168,7 @@ def split_sentences(text: str) -> list[tuple[int, int, bool]]:
             ends = True
         elif ch in "!?":
             nxt = text[b:b + 1]
-            ends = not nxt or nxt.isspace() or bool(_CJK_RE.match(nxt))
+            ends = not nxt or nxt.isspace() or _is_cjk(nxt)
         else:
             ends = _period_ends(text, a, b, unit_start)
         if ends:
@@ -182,7 +194,7 @@ def _add_span(text: str, start: int, end: int, closed: bool, spans: list) -> Non
 
 
 def _line_kinds(texts: list[str]) -> list[str]:
-    """Each line of a block: prose (may be cut), struct (heading, list, quote: kept, counted) or opaque."""
+    """Each line of a block: prose (may be cut), heading, struct (list, quote: kept, counted) or opaque."""
     if any(_TABLE_DELIM_RE.match(t) for t in texts) or (texts and _HTML_RE.match(texts[0])):
         return ["opaque"] * len(texts)
     kinds: list[str] = []
@@ -193,9 +205,9 @@ def _line_kinds(texts: list[str]) -> list[str]:
         elif (i == 0 or kinds[-1] == "code") and _CODE_RE.match(t):
             kinds.append("code")
         elif _HEADING_RE.match(t) or _bold_heading(t):
-            kinds.append("struct")
+            kinds.append("heading")
         elif _SETEXT_RE.match(t) and kinds and kinds[-1] == "prose":
-            kinds[-1] = "struct"
+            kinds[-1] = "heading"
             kinds.append("opaque")
         elif _LIST_RE.match(t) or _QUOTE_RE.match(t):
             mode = "struct"
@@ -208,9 +220,15 @@ def _line_kinds(texts: list[str]) -> list[str]:
 
 
 def _bold_heading(line: str) -> bool:
-    """A line that is all bold and holds at most one sentence: a heading in all but name."""
+    """A line that is all bold and reads like a heading (no full stop; a short question or exclamation at
+    most): a heading in all but name. A bold sentence is prose."""
     m = _BOLD_LINE_RE.match(line)
-    return bool(m) and not _INNER_END_RE.search(m.group(2).rstrip()[:-1])
+    if not m:
+        return False
+    inner = m.group(2).strip()
+    if _INNER_END_RE.search(inner[:-1]) or inner[-1:] in ("。", "."):
+        return False
+    return inner[-1:] not in "!?！？" or len(inner) <= 40
 
 
 class _Block:
@@ -244,10 +262,17 @@ def _units_of(index: int, block: _Block, out: list[_Unit]) -> None:
                 j += 1
         base = block.starts[i]
         piece = "\n".join(texts[i:j])
+        first = len(out)
         for s, e, closed in split_sentences(piece):
             key = sentence_key(piece[s:e])
             if key:
                 out.append(_Unit(index, base + s, base + e, block.line_at(base + s), key, closed, kind == "prose"))
+        if kind == "heading" and len(out) > first:
+            # The heading itself is never cut; sentences glued after it on its line (a pipeline's re-glued
+            # copy that starts with a heading) are prose.
+            out[first].heading = True
+            for u in out[first + 1:]:
+                u.prose = True
         i = j
 
 
@@ -258,10 +283,8 @@ class _Seen:
         self.ratio = ratio
         self.keys: dict[str, tuple[int, int]] = {}
         self.prefix: dict[str, list[int]] = {}
-        self.fragments: dict[str, list[int]] = {}  # first copies without a terminator: headings, the title
         self.anchors: dict[str, list[int]] = {}
         self.units: list[_Unit] = []
-        self.digits: dict[int, str] = {}  # numbers in a first copy: near copies must have the same ones
 
     def add(self, u: _Unit, prev: _Unit | None, text: str) -> None:
         i = len(self.units)
@@ -276,12 +299,10 @@ class _Seen:
             self.keys.setdefault(tail, span)
         if len(u.key) >= PREFIX:
             _push(self.prefix, u.key[:PREFIX], i)
-            if not u.closed:
-                _push(self.fragments, u.key[:PREFIX], i)
         if NEAR_MIN <= len(u.key) <= NEAR_MAX and self.ratio > 0:
-            self.digits[i] = _digits(u.key)
-            _push(self.anchors, "<" + u.key[:ANCHOR], i)
-            _push(self.anchors, ">" + u.key[-ANCHOR:], i)
+            digits = _digits(u.key)  # near copies must hold the same numbers: part of the index key
+            _push(self.anchors, f"<{u.key[:ANCHOR]}|{digits}", i)
+            _push(self.anchors, f">{u.key[-ANCHOR:]}|{digits}", i)
 
     def expected(self, prev: _Unit | None) -> list[int]:
         """First copies that would come next if `prev` is part of a copied run."""
@@ -302,15 +323,24 @@ class _Seen:
         if edits < 1:
             return -1
         digits = _digits(key)
-        candidates = dict.fromkeys(self.expected(prev) + self.anchors.get("<" + key[:ANCHOR], [])
-                                   + self.anchors.get(">" + key[-ANCHOR:], []))
+        expected = [i for i in self.expected(prev) if _digits(self.units[i].key) == digits]
+        candidates = dict.fromkeys(expected + self.anchors.get(f"<{key[:ANCHOR]}|{digits}", [])
+                                   + self.anchors.get(f">{key[-ANCHOR:]}|{digits}", []))
         for i in candidates:
             other = self.units[i].key
-            if abs(len(other) - len(key)) > edits or self.digits.get(i) != digits:
+            if abs(len(other) - len(key)) > edits:
                 continue
-            if Levenshtein.distance(key, other, score_cutoff=edits) <= edits:
+            if _levenshtein()(key, other, score_cutoff=edits) <= edits:
                 return i
         return -1
+
+
+@lru_cache(maxsize=1)
+def _levenshtein():
+    """rapidfuzz's bounded edit distance, imported on first use: passes that render nothing never load it."""
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.distance
 
 
 def _digits(key: str) -> str:
@@ -340,79 +370,89 @@ def _match(units: deque[_Unit], blocks: list[_Block], ratio: float) -> list[_Uni
 
 
 def _match_one(u: _Unit, prev: _Unit | None, pending: deque[_Unit], seen: _Seen, blocks: list[_Block]) -> None:
-    hit = seen.keys.get(u.key)
-    if hit:
-        u.lo, u.hi, u.how = *hit, "exact"
-        return
+    if u.heading and _split_known_head(u, pending, seen, blocks[u.block]):
+        return  # a heading with a sentence glued after it: the heading stays, the sentence is matched alone
     nxt = pending[0] if pending else None
-    if not u.closed and nxt is not None and nxt.lo < 0:
+    if not u.closed and nxt is not None and nxt.lo < 0:  # a sentence split in two (across paragraphs)
         hit = seen.keys.get(u.key + nxt.key)
         if hit:
             u.lo, u.hi, u.how = *hit, "part"
             nxt.lo, nxt.hi, nxt.how = *hit, "part"
             return
+    hit = seen.keys.get(u.key)
+    if hit:
+        u.lo, u.hi, u.how = *hit, "exact"
+        return
     if not u.closed and len(u.key) >= PREFIX:
         i = seen.starting_with(u.key, prev)
         if i >= 0:
             u.lo, u.hi, u.how = i, i, "prefix"
             return
-    if u.prose and (_split_known_head(u, pending, seen, blocks[u.block])
-                    or _split_known_tail(u, pending, seen, blocks[u.block])):
+    if (u.prose or u.heading) and _split_known_head(u, pending, seen, blocks[u.block]):
+        return
+    if (u.prose or u.heading) and _split_known_tail(u, pending, blocks[u.block], seen):
+        _match_one(u, prev, pending, seen, blocks)  # what came before the known sentence, on its own
         return
     i = seen.near(u.key, prev)
     if i >= 0:
         u.lo, u.hi, u.how = i, i, "near"
 
 
-def _tails(text: str, u: _Unit) -> Iterator[tuple[str, re.Match]]:
-    """Keys of what follows the first few spaces in a unit, where a sentence could start."""
-    tries = 0
-    for m in _SPACE_RE.finditer(text, u.start, u.end):
-        if tries == SPLIT_TRIES:
-            return
-        tries += 1
-        first = text[m.end()]
-        if not first.islower() and first not in ",.;:、。)]）」』":
+def _tails(text: str, u: _Unit) -> list[tuple[str, re.Match]]:
+    """Keys of what follows the first few spaces in a unit where a sentence could start (not before a
+    lower-case word or punctuation); a bounded number, from the start of the unit."""
+    if u.tails is None:
+        u.tails = []
+        tries = 0
+        for m in _SPACE_RE.finditer(text, u.start, min(u.end, u.start + SPLIT_SPAN)):
+            first = text[m.end()]
+            if first.islower() or first in ",.;:、。)]）」』":
+                continue
             key = sentence_key(text[m.end():u.end])
             if len(key) >= PREFIX:
-                yield key, m
+                u.tails.append((key, m))
+            tries += 1
+            if tries == SPLIT_TRIES:
+                break
+    return u.tails
 
 
 def _split_known_head(u: _Unit, pending: deque[_Unit], seen: _Seen, block: _Block) -> bool:
-    """A known heading or title glued before a sentence by a space: split it off; the rest is matched on its own."""
-    known = [seen.units[i].key for i in seen.fragments.get(u.key[:PREFIX], ())]
-    known = [k for k in known if len(k) < len(u.key) and u.key.startswith(k)]
+    """A known heading, title or sentence glued before more text by a space (a heading run into its paragraph,
+    "…spring. and then"): split it off; the rest is matched on its own."""
+    text = block.text
+    if not _SPACE_RE.search(text, u.start, u.end):
+        return False
+    known = [seen.units[i] for i in seen.prefix.get(u.key[:PREFIX], ())]
+    known = [k for k in known if len(k.key) < len(u.key) and u.key.startswith(k.key)]
     if not known:
         return False
-    head_key = max(known, key=len)
-    text = block.text
+    head = max(known, key=lambda k: len(k.key))
+    head_key = head.key
     for m in _SPACE_RE.finditer(text, u.start, min(u.end, u.start + 4 * len(head_key) + 40)):
         key = sentence_key(text[u.start:m.start()])
         if len(key) > len(head_key):
             break
         tail_key = sentence_key(text[m.end():u.end])
-        if key == head_key and tail_key and not text[m.end()].islower():
-            pending.appendleft(_Unit(u.block, m.end(), u.end, block.line_at(m.end()), tail_key, u.closed, u.prose))
+        if key == head_key and tail_key and (head.closed or not text[m.end()].islower()):
+            pending.appendleft(_Unit(u.block, m.end(), u.end, block.line_at(m.end()), tail_key, u.closed, True))
             u.end, u.key, u.closed = m.start(), key, False
             u.lo, u.hi, u.how = *seen.keys[key], "exact"
             return True
     return False
 
 
-def _split_known_tail(u: _Unit, pending: deque[_Unit], seen: _Seen, block: _Block) -> bool:
-    """A known sentence glued after other text (a heading or the title, joined by a space): split it off."""
+def _split_known_tail(u: _Unit, pending: deque[_Unit], block: _Block, seen: _Seen) -> bool:
+    """A known sentence glued after other text (a heading, the title, a cut-off sentence, joined by a space):
+    split it off, matched; `u` keeps what came before it, unmatched."""
     text = block.text
     for key, m in _tails(text, u):
         cut, tail = m.span()
         hit = seen.keys.get(key)
         head_key = sentence_key(text[u.start:cut]) if hit else ""
         if hit and head_key:
-            pending.appendleft(_Unit(u.block, tail, u.end, block.line_at(tail), key, u.closed, u.prose, *hit,
-                                     "exact"))
-            u.end, u.key, u.closed = cut, head_key, False
-            hit = seen.keys.get(head_key)
-            if hit:
-                u.lo, u.hi, u.how = *hit, "exact"
+            pending.appendleft(_Unit(u.block, tail, u.end, block.line_at(tail), key, u.closed, True, *hit, "exact"))
+            u.end, u.key, u.closed, u.tails = cut, head_key, False, None
             return True
     return False
 
