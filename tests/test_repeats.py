@@ -472,3 +472,12 @@ def test_garbage_never_breaks_the_clean_up(text):
     assert isinstance(result.text, str)
     for f in result.findings:
         assert 5 <= f.line <= 5 + body.count("\n")
+
+
+@pytest.mark.parametrize("line", ["[" * 100_000, "<" * 100_000, "](" * 50_000, "**a**" + " " * 100_000 + "x",
+                                  "|-" + " " * 100_000 + "x", "<http://" * 12_000, "Dr. " * 25_000])
+def test_hostile_lines_stay_linear(line):
+    """Lines shaped to make a backtracking pattern quadratic: each must take well under a second."""
+    start = time.perf_counter()
+    clean(f"{line}\n\nA paragraph in between.\n\n{line}x", "t")
+    assert time.perf_counter() - start < 10  # quadratic took minutes; linear takes a fraction of a second

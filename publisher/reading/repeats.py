@@ -33,22 +33,24 @@ Lines = list[tuple[int, str]]
 
 _CLOSERS = "\"'”’」』）)\\]】〉》〕］*_~"
 _TERM_RE = re.compile(f"[。！？!?.．…]+[{_CLOSERS}]*")
-_MASK_RE = re.compile(r"`[^`\n]*`|\]\([^)\s]*\)|<https?://[^>\s]*>|https?://[^\s<>]*[^\s<>.,;:!?。、！？）)」』]")
+# Every pattern here stays linear on hostile lines ("[[[[…", "](](…", long runs of spaces): no class in a
+# repeated part can also match the character that would start the next attempt.
+_MASK_RE = re.compile(r"`[^`\n]*`|\]\([^()\s\]]*\)|<https?://[^<>\s]*>|https?://[^\s<>]*[^\s<>.,;:!?。、！？）)」』]")
 _NEVER_ENDS = frozenset("mr mrs ms dr prof sr jr st vs etc cf fig figs no nos approx ca incl esp viz al resp misc "
                         "dept est vol jan feb mar apr jun jul aug sep sept oct nov dec".split())
 _BULLETS = "-*+•・●○■□◆◇▪►▶※—–"
 _HEADING_RE = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
-_BOLD_LINE_RE = re.compile(r"^\s{0,3}(\*\*|__)((?:(?!\1).)+)\1\s*[:：]?\s*$")
+_BOLD_LINE_RE = re.compile(r"^\s{0,3}(\*\*|__)((?:(?!\1).)+)\1\s*(?:[:：]\s*)?$")
 _INNER_END_RE = re.compile(r"[。！？]|[.!?]\s")
 _SETEXT_RE = re.compile(r"^\s{0,3}(?:=+|-+)\s*$")
 _LIST_RE = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
 _QUOTE_RE = re.compile(r"^\s{0,3}>")
 _HTML_RE = re.compile(r"^\s{0,3}<(?:[A-Za-z][A-Za-z0-9-]*[\s/>]|[A-Za-z][A-Za-z0-9-]*$|/[A-Za-z]|!--|\?|!\[CDATA\[)")
 _CODE_RE = re.compile(r"^(?: {4}|\t)")
-_TABLE_DELIM_RE = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?\s*$")
 _MARKUP_RE = re.compile(r"^(?:\s*(?:#{1,6}|>+|[-*+•・●○■□◆◇▪►▶※]|\d{1,3}[.)]))+\s+")
+_MARKUP_LEAD = frozenset(" \t#>-*+=|<_~`0123456789")  # a line starting otherwise is prose
 _MARKUP_FIRST = frozenset(" \t#>-*+•・●○■□◆◇▪►▶※0123456789")
-_LINK_RE = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|<[^>\n]*>")
+_LINK_RE = re.compile(r"!?\[([^\[\]\n]*)\]\([^()\n]*\)|<[^<>\n]*>")
 _DROP_RE = re.compile(r"[\s*_~`]+")
 _DIGITS_RE = re.compile(r"\d+")
 _SPACE_RE = re.compile(r"\s+")
@@ -155,9 +157,9 @@ def _line_breaks(text: str) -> list[int]:
 
 def split_sentences(text: str) -> list[tuple[int, int, bool]]:
     """Sentence spans (start, end, ends with a terminator) of a piece of prose."""
-    masks = _masked(text)
+    masks = _masked(text) if ("`" in text or "](" in text or "://" in text) else []
     starts = [s for s, _ in masks]
-    stops: dict[int, bool] = {pos: False for pos in _line_breaks(text)}
+    stops: dict[int, bool] = {pos: False for pos in _line_breaks(text)} if "\n" in text else {}
     unit_start = 0
     for m in _TERM_RE.finditer(text):
         a, b = m.span()
@@ -176,26 +178,21 @@ def split_sentences(text: str) -> list[tuple[int, int, bool]]:
             unit_start = b
     spans = []
     pos = 0
-    for stop in sorted(stops):
-        _add_span(text, pos, stop, stops[stop], spans)
+    for stop in [*sorted(stops), len(text)]:
+        start, end = pos, stop
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start < end:
+            spans.append((start, end, stops.get(stop, False)))
         pos = stop
-    _add_span(text, pos, len(text), False, spans)
     return spans
-
-
-def _add_span(text: str, start: int, end: int, closed: bool, spans: list) -> None:
-    piece = text[start:end]
-    stripped = piece.lstrip()
-    if not stripped.strip():
-        return
-    start += len(piece) - len(stripped)
-    end = start + len(stripped.rstrip())
-    spans.append((start, end, closed))
 
 
 def _line_kinds(texts: list[str]) -> list[str]:
     """Each line of a block: prose (may be cut), heading, struct (list, quote: kept, counted) or opaque."""
-    if any(_TABLE_DELIM_RE.match(t) for t in texts) or (texts and _HTML_RE.match(texts[0])):
+    if any(_table_delimiter(t) for t in texts) or (texts and _HTML_RE.match(texts[0])):
         return ["opaque"] * len(texts)
     kinds: list[str] = []
     mode = ""
@@ -217,6 +214,11 @@ def _line_kinds(texts: list[str]) -> list[str]:
         else:
             kinds.append("prose")
     return ["opaque" if k == "code" else k for k in kinds]
+
+
+def _table_delimiter(line: str) -> bool:
+    """A table's delimiter row, like |---|:--:|."""
+    return "-" in line and "|" in line and not line.strip(" \t|:-")
 
 
 def _bold_heading(line: str) -> bool:
@@ -249,7 +251,10 @@ class _Block:
 
 def _units_of(index: int, block: _Block, out: list[_Unit]) -> None:
     texts = [t for _, t in block.lines]
-    kinds = _line_kinds(texts)
+    if len(texts) == 1 and texts[0][:1] not in _MARKUP_LEAD:  # a one-line paragraph of plain prose
+        kinds = ["prose"]
+    else:
+        kinds = _line_kinds(texts)
     i = 0
     while i < len(texts):
         kind = kinds[i]
@@ -358,14 +363,23 @@ def _push(index: dict[str, list[int]], key: str, i: int) -> None:
 def _match(units: deque[_Unit], blocks: list[_Block], ratio: float) -> list[_Unit]:
     """Every unit in document order, each marked with the first copy it repeats (if any)."""
     seen = _Seen(ratio)
+    keys = seen.keys
     out: list[_Unit] = []
+    prev = None
     while units:
         u = units.popleft()
-        prev = out[-1] if out else None
-        if u.lo < 0:
-            _match_one(u, prev, units, seen, blocks)
-        seen.add(u, prev, blocks[u.block].text)
+        hit = keys.get(u.key) if u.closed and not u.heading and u.lo < 0 else None
+        if hit:  # the common case in a repetitive post: a whole sentence seen before
+            u.lo, u.hi, u.how = *hit, "exact"
+            seen.units.append(u)
+            if prev is not None and not prev.closed:
+                keys.setdefault(prev.key + u.key, (prev.lo if prev.lo >= 0 else len(seen.units) - 2, hit[1]))
+        else:
+            if u.lo < 0:
+                _match_one(u, prev, units, seen, blocks)
+            seen.add(u, prev, blocks[u.block].text)
         out.append(u)
+        prev = u
     return out
 
 
@@ -429,12 +443,22 @@ def _split_known_head(u: _Unit, pending: deque[_Unit], seen: _Seen, block: _Bloc
         return False
     head = max(known, key=lambda k: len(k.key))
     head_key = head.key
-    for m in _SPACE_RE.finditer(text, u.start, min(u.end, u.start + 4 * len(head_key) + 40)):
-        key = sentence_key(text[u.start:m.start()])
-        if len(key) > len(head_key):
+    spaces = tries = 0
+    for m in _SPACE_RE.finditer(text, u.start, u.end):
+        # The key drops spaces and a little markup: only where the text before this space has about as many
+        # other characters as the known key is it worth comparing (a few comparisons, however long the unit).
+        visible = m.start() - u.start - spaces
+        spaces += m.end() - m.start()
+        if visible < len(head_key):
+            continue
+        if visible > 2 * len(head_key) + 16 or tries == SPLIT_TRIES:
             break
+        tries += 1
+        if sentence_key(text[u.start:m.start()]) != head_key:
+            continue
         tail_key = sentence_key(text[m.end():u.end])
-        if key == head_key and tail_key and (head.closed or not text[m.end()].islower()):
+        if tail_key and (head.closed or not text[m.end()].islower()):
+            key = head_key
             pending.appendleft(_Unit(u.block, m.end(), u.end, block.line_at(m.end()), tail_key, u.closed, True))
             u.end, u.key, u.closed = m.start(), key, False
             u.lo, u.hi, u.how = *seen.keys[key], "exact"
@@ -514,10 +538,15 @@ def _cut_spans(block: _Block, ranges: list[tuple[int, int]]) -> list[tuple[int, 
         else:
             merged.append([s, e])
     out = []
+    before = dict.fromkeys(_EMPHASIS, 0)  # markers seen before the current cut, counted once over the block
+    counted = 0
     for s, e in merged:
         piece = text[s:e]
         odd = [mark for mark in _EMPHASIS if piece.count(mark) % 2]
-        if odd and text.count(odd[0], 0, s) % 2:
+        for mark in _EMPHASIS:
+            before[mark] += text.count(mark, counted, s)
+        counted = s
+        if odd and before[odd[0]] % 2:
             # The cut closes an emphasis opened before it: keep the closer, glued to the text before.
             while s > 0 and text[s - 1] in " \t":
                 s -= 1
