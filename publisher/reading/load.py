@@ -20,7 +20,7 @@ PARALLEL_MIN_FILES = 400  # below this, starting worker processes costs more tha
 CHUNK_FILES = 200
 RENDER_PARALLEL_MIN = 120
 RENDER_CHUNK = 20
-CACHE_FORMAT = "3"  # bump when the parse cache's record layout changes
+CACHE_FORMAT = "4"  # bump when the parse cache's record layout changes
 
 
 @dataclass(frozen=True, slots=True)
