@@ -9,7 +9,6 @@ from functools import lru_cache
 
 from ..config import CleanupConfig
 from ..errors import Finding
-from .repeats import remove_repeated_sentences
 
 # Control and invisible characters that never belong in prose. Tab and newline stay; so do ZWJ/ZWNJ,
 # which emoji sequences and some scripts need.
@@ -173,7 +172,9 @@ def _remove_repeats(blocks: list[_Block], min_chars: int, path: str) -> list[Fin
 
 def _remove_repeated_sentences(blocks: list[_Block], title_lines: list[tuple[int, str]], cfg: CleanupConfig,
                                path: str) -> list[Finding]:
-    """Sentence-level repeats (`repeats.py`): the blocks keep their first copies only."""
+    """Sentence-level repeats (`repeats.py`, imported when first needed): the blocks keep their first copies only."""
+    from .repeats import remove_repeated_sentences
+
     kept, findings = remove_repeated_sentences([(b.lines, b.fenced) for b in blocks], title_lines, cfg, path)
     for block, lines in zip(blocks, kept, strict=True):
         block.lines = lines
