@@ -245,3 +245,44 @@ def test_pass_after_slugs_were_handed_out_answers_from_the_last_one(site, monkey
     result = site.run("--now", FIXED_NOW)
     assert result.exit_code == 0, result.output
     assert "0 feed file(s) written, 21 unchanged" in result.output
+
+
+def test_a_category_name_too_long_for_a_file_name_gets_a_shortened_slug(empty_site):
+    """A name longer than a file name may be is cut to SLUG_MAX_BYTES (whole characters); two names that share
+    that much get -2. The pass never fails over it, and the other feeds are written."""
+    site = empty_site
+    long = "長" * 100  # 300 bytes: with .atom.xml, over the 255-byte limit of a file name
+    site.write_post("a.md", post_text(title="Long A", date="2026-01-01", categories=json.dumps([long + "A"])))
+    site.write_post("b.md", post_text(title="Long B", date="2026-01-02", categories=json.dumps([long + "B"])))
+    site.write_post("c.md", post_text(title="Short", date="2026-01-03", categories="short"))
+    result = site.run("--now", FIXED_NOW)
+    assert result.exit_code == 0, result.output
+    cut = "長" * (SLUG_MAX_BYTES // 3)
+    names = sorted(p.name for p in (site.feeds / "category").glob("*.atom.xml"))
+    assert names == sorted([f"{cut}.atom.xml", f"{with_suffix(cut, 2)}.atom.xml", "short.atom.xml"])
+    assert category_of(site, cut) == long + "A" and category_of(site, with_suffix(cut, 2)) == long + "B"
+    assert titles(site, "short") == ["Short"]
+    assert [e.title for e in feedparser.parse((site.feeds / "all.atom.xml").read_bytes()).entries] == \
+        ["Short", "Long B", "Long A"]
+
+
+def test_invisible_characters_never_reach_a_feed_address(empty_site):
+    """A zero-width space, a byte order mark or a soft hyphen in a category name would make an address that
+    looks like another feed's: they are left out of slugs, so the variant gets -2, and `publish check` names it."""
+    site = empty_site
+    site.write_post("a.md", post_text(title="First", date="2026-01-01", categories="research"))
+    variants = ["research\u200b", "\ufeffresearch", "re\u00adsearch", "research\u2060"]
+    for i, name in enumerate(variants):
+        site.write_post(f"b{i}.md", post_text(title=f"Variant {i}", date=f"2026-01-0{i + 2}",
+                                              categories=json.dumps([name])))
+    result = site.run("--now", FIXED_NOW)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (site.feeds / "category").iterdir())
+    assert all(name.isascii() and name.isprintable() for name in names), names
+    assert sorted(p.name for p in (site.feeds / "category").glob("*.atom.xml")) == \
+        ["research-2.atom.xml", "research-3.atom.xml", "research-4.atom.xml", "research-5.atom.xml",
+         "research.atom.xml"]
+    assert titles(site, "research") == ["First"]
+    check = site.run("check").output
+    for i in range(len(variants)):
+        assert f"b{i}.md:4: warning: category " in check and "differs from 'research'" in check, check

@@ -95,16 +95,16 @@ def rename_slug(ctx: click.Context, old: str, new: str) -> None:
     Example:
         publish feeds rename-slug research research-notes
     """
-    from ..feeds.slugs import SLUG_MAX_BYTES, slug_clash
-    from ..reading.posts import slugify
+    from ..feeds.slugs import SLUG_MAX_BYTES, category_slug, slug_clash
     from .publish import report_lines
 
     app = app_of(ctx)
     cfg = app.cfg
-    if slugify(new) != new:
-        raise UsageError(f"{new!r} is not a slug", f"use {slugify(new)!r} (lowercase, no spaces or / \\ ? # % …)")
     if len(new.encode()) > SLUG_MAX_BYTES:
         raise UsageError(f"{new!r} is too long for a file name", f"use at most {SLUG_MAX_BYTES} bytes")
+    if category_slug(new) != new:
+        raise UsageError(f"{new!r} is not a slug",
+                         f"use {category_slug(new)!r} (lowercase, no spaces or / \\ ? # % …)")
     dry_run = ctx.find_root().obj.get("dry_run")
     with lease(app, "publish feeds rename-slug") if not dry_run else nullcontext():
         _, store = open_store(ctx, readonly=bool(dry_run))

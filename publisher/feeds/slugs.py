@@ -1,8 +1,9 @@
 """Feed slugs assigned once and kept, like entry ids: a category's feed URL never moves unless the operator
 renames it, and a new category never takes an address another category's readers subscribed to.
 
-Making a name into a slug is `reading.posts.slugify`'s job (valid on every file system); this module only
-decides which slug a category gets and keeps that decision stable.
+Making a name into a slug is `reading.posts.slugify`'s job; `category_slug` adds what a feed address needs
+(no invisible characters, a length every file system takes). This module decides which slug a category gets
+and keeps that decision stable.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..errors import Finding
+from ..reading.cleanup import strip_invisible
 from ..reading.posts import Post, slugify
 from ..store.base import FeedMove, FeedSlug
 
@@ -21,9 +23,10 @@ SLUG_MAX_BYTES = 200  # a suffixed slug stays well below every file system's 255
 
 
 def slug_key(slug: str) -> str:
-    """What two slugs must not share: equal after Unicode normalisation and case folding, they would clash on a
-    case-insensitive file system (macOS, Windows) or look the same to a reader."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", slug).casefold())
+    """What two slugs must not share: equal after Unicode normalisation, case folding and leaving out invisible
+    characters, they would clash on a case-insensitive file system (macOS, Windows) or look the same to a reader."""
+    visible = strip_invisible(slug)[0]
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", visible).casefold())
 
 
 def name_key(name: str) -> str:
@@ -31,13 +34,24 @@ def name_key(name: str) -> str:
     return re.sub(r"[\s_\-‐-―・]+", "", slug_key(name))
 
 
+def _cut(text: str, budget: int) -> str:
+    """`text` shortened by whole characters to at most `budget` UTF-8 bytes, with no trailing '-' or '.'."""
+    data = text.encode()
+    if len(data) > budget:
+        text = data[:budget].decode("utf-8", "ignore")
+    return text.rstrip("-.")
+
+
+def category_slug(name: str) -> str:
+    """The slug a category name (or the slug the config maps it to) makes: `slugify` of the name without
+    invisible and control characters, cut to SLUG_MAX_BYTES so that it always makes a valid file name."""
+    return _cut(slugify(strip_invisible(name)[0]), SLUG_MAX_BYTES) or "untitled"
+
+
 def with_suffix(base: str, n: int) -> str:
     """`base-n`, the base shortened (by whole characters) so the result fits SLUG_MAX_BYTES."""
     suffix = f"-{n}"
-    budget = SLUG_MAX_BYTES - len(suffix)
-    while len(base.encode()) > budget:
-        base = base[:-1]
-    return base.rstrip("-.") + suffix
+    return _cut(base, SLUG_MAX_BYTES - len(suffix)) + suffix
 
 
 @dataclass(slots=True)
@@ -73,11 +87,11 @@ def assign_slugs(categories: list[str], stored: Mapping[str, FeedSlug], moves: M
     if adopt:
         return _adopt(sorted(categories), mapping, plan, now)
     taken = {slug_key(s) for s in plan.slugs.values()} | {slug_key(s) for s in moves}
-    reserved = {slug_key(slugify(slug)): category for category, slug in mapping.items()}
+    reserved = {slug_key(category_slug(slug)): category for category, slug in mapping.items()}
     for category in categories:
         if category in plan.slugs:
             continue
-        base = slugify(mapping.get(category) or category)
+        base = category_slug(mapping.get(category) or category)
         slug, n = base, 1
         while slug_key(slug) in taken or reserved.get(slug_key(slug), category) != category:
             n += 1
@@ -129,8 +143,8 @@ def mapping_differences(stored: Mapping[str, FeedSlug], mapping: Mapping[str, st
     out = []
     for category, wanted in sorted(mapping.items()):
         rec = stored.get(category)
-        if rec is not None and slugify(wanted) != rec.slug and wanted != rec.slug:
-            out.append((category, rec.slug, slugify(wanted)))
+        if rec is not None and category_slug(wanted) != rec.slug and wanted != rec.slug:
+            out.append((category, rec.slug, category_slug(wanted)))
     return out
 
 
@@ -165,9 +179,9 @@ def category_findings(posts: Iterable[tuple[str, Post]], mapping: Mapping[str, s
             out.append(Finding(path, _line_of(path, categories_line), "warning",
                                f"category {other!r} differs from {keeper!r} only in case, width or spacing: "
                                "readers get two separate feeds", f"write it {keeper!r}, as the other posts do"))
-    mapped = {slug_key(slugify(slug)): category for category, slug in mapping.items()}
+    mapped = {slug_key(category_slug(slug)): category for category, slug in mapping.items()}
     for category in sorted(first):
-        owner = mapped.get(slug_key(slugify(category)))
+        owner = mapped.get(slug_key(category_slug(category)))
         if category not in mapping and owner not in (None, category):
             path = first[category][2]
             out.append(Finding(path, _line_of(path, categories_line), "warning",
