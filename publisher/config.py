@@ -395,6 +395,17 @@ def _validate(source: str, cfg: Config) -> None:
     _validate_webhooks(source, cfg.webhooks, cfg.root)
 
 
+SLUG_MAX_BYTES = 200  # a slug with a -n suffix and a feed suffix stays below every file system's 255-byte limit
+
+
+def make_slug(text: str) -> str:
+    """A URL- and file-safe slug that keeps Unicode (Japanese stays Japanese; URLs percent-encode it): NFKC,
+    lowercased, runs of spaces and of / \\ ? # % & : ; * " ' < > | made '-', no leading or trailing '-' or '.'."""
+    text = unicodedata.normalize("NFKC", text).strip().lower()
+    text = re.sub(r"[\s/\\?#%&:;*\"'<>|]+", "-", text)
+    return text.strip("-.") or "untitled"
+
+
 def _validate_feeds(source: str, cfg: Config) -> None:
     f = cfg.feeds
     base = urlsplit(f.base_url)
@@ -430,7 +441,10 @@ def _validate_feeds(source: str, cfg: Config) -> None:
     for category, slug in f.category_slugs.items():
         if not slug.strip() or "/" in slug or "\\" in slug or slug.strip(".") == "":
             raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is not a usable slug")
-        key = unicodedata.normalize("NFKC", slug.strip()).casefold()
+        if len(slug.encode()) > SLUG_MAX_BYTES:
+            raise ConfigError(source, f"feeds.category_slugs.{category}", f"is too long for a file name: use at "
+                              f"most {SLUG_MAX_BYTES} bytes")
+        key = unicodedata.normalize("NFKC", make_slug(slug)).casefold()  # the feed address it gives
         if key in mapped:
             raise ConfigError(source, f"feeds.category_slugs.{category}", f"{slug!r} is also the slug of "
                               f"{mapped[key]!r}: one feed address cannot serve two categories")

@@ -391,6 +391,21 @@ def test_two_categories_mapped_to_one_slug_is_a_config_error(site):
     assert "[feeds.category_slugs.Chips] 'CHIPS' is also the slug of '半導体'" in result.output
 
 
+@pytest.mark.parametrize(("entry", "message"), [
+    ('"Semis" = "Chips?"', "[feeds.category_slugs.Semis] 'Chips?' is also the slug of '半導体'"),
+    ('"Semis" = ".chips."', "[feeds.category_slugs.Semis] '.chips.' is also the slug of '半導体'"),
+    ('"AI News" = "AI News"\n"ML" = "ai-news"', "[feeds.category_slugs.ML] 'ai-news' is also the slug of 'AI News'"),
+    ('"Long" = "' + "x" * 201 + '"', "[feeds.category_slugs.Long] is too long for a file name"),
+])
+def test_mapped_values_that_make_one_slug_are_a_config_error(site, entry, message):
+    """Two values that differ only in what a slug leaves out (case, '?', spaces, leading dots) are one feed
+    address: refused up front, not settled by which category is published first."""
+    site.set_config('"半導体" = "chips"', '"半導体" = "chips"\n' + entry)
+    result = site.run("--dry-run")
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
 def test_json_only_site(site):
     site.set_keys(formats=["json"], opml=["json"])
     result = site.run("--now", FIXED_NOW)

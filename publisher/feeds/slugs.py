@@ -14,12 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..config import SLUG_MAX_BYTES
 from ..errors import Finding
 from ..reading.cleanup import strip_invisible
 from ..reading.posts import Post, slugify
 from ..store.base import FeedMove, FeedSlug
-
-SLUG_MAX_BYTES = 200  # a suffixed slug stays well below every file system's 255-byte name limit
 
 
 def slug_key(slug: str) -> str:

@@ -7,7 +7,6 @@ import hashlib
 import math
 import os
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
@@ -17,7 +16,7 @@ from typing import NamedTuple
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from ..config import CleanupConfig, Config
+from ..config import CleanupConfig, Config, make_slug
 from ..errors import ConfigError, Finding, PostError
 from .cleanup import clean_body, guess_title, plain_text, strip_invisible
 
@@ -169,9 +168,7 @@ def reading_minutes(text: str) -> int:
 
 def slugify(text: str) -> str:
     """A URL- and file-safe slug that keeps Unicode (Japanese stays Japanese; URLs percent-encode it)."""
-    text = unicodedata.normalize("NFKC", text).strip().lower()
-    text = re.sub(r"[\s/\\?#%&:;*\"'<>|]+", "-", text)
-    return text.strip("-.") or "untitled"
+    return make_slug(text)
 
 
 def post_language(meta: dict, title: str, excerpt: str) -> tuple[str, bool]:
