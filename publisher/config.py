@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as Time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
@@ -287,7 +287,9 @@ class Config:
         """The public URL of the feeds, ending in '/': from configuration only, never from the folder on disk."""
         path = self.feeds.url_path.strip("/")
         url = self.feeds.base_url or self.site.base_url + (path + "/" if path else "")
-        return url if url.endswith("/") else url + "/"
+        parts = urlsplit(url if url.endswith("/") else url + "/")
+        # a URI, not an IRI: a Japanese path is percent-encoded like a Japanese slug ('%' kept: already encoded)
+        return urlunsplit(parts._replace(path=quote(parts.path, safe="/%!$&'()*+,;=:@~")))
 
 
 SECTIONS: dict[str, type] = {
@@ -363,10 +365,29 @@ def parse_section(source: str, name: str, cls: type, data: object) -> object:
     return cls(**values)
 
 
-def _validate(source: str, cfg: Config) -> None:
-    parts = urlsplit(cfg.site.base_url)
+def _url_problem(url: str) -> str:
+    """Why `url` cannot start the site's or the feeds' addresses ('' when it can)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port out of range raises here)
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(source, "site.base_url", f"must be an absolute http(s) URL, not {cfg.site.base_url!r}")
+        return "is not an absolute http(s) URL"
+    if "?" in url or "#" in url:
+        return "has a query or fragment, which every feed address would carry"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "holds spaces or control characters"
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        return "has '.' or '..' path segments"
+    return ""
+
+
+def _validate(source: str, cfg: Config) -> None:
+    problem = _url_problem(cfg.site.base_url)
+    if problem:
+        raise ConfigError(source, "site.base_url", f"must be an absolute http(s) URL, not {cfg.site.base_url!r} "
+                          f"(it {problem})")
     if not cfg.site.base_url.endswith("/"):
         raise ConfigError(source, "site.base_url", "must end with '/'")
     _validate_feeds(source, cfg)
@@ -408,12 +429,14 @@ def make_slug(text: str) -> str:
 
 def _validate_feeds(source: str, cfg: Config) -> None:
     f = cfg.feeds
-    base = urlsplit(f.base_url)
-    if f.base_url and (base.scheme not in ("http", "https") or not base.netloc):
-        raise ConfigError(source, "feeds.base_url", "must be an absolute http(s) URL or empty")
+    problem = _url_problem(f.base_url) if f.base_url else ""
+    if problem:
+        raise ConfigError(source, "feeds.base_url", f"must be an absolute http(s) URL or empty, not {f.base_url!r} "
+                          f"(it {problem})")
     path = f.url_path.strip("/")
     if urlsplit(f.url_path).scheme or f.url_path.startswith("//") or any(
-            part in (".", "..") for part in path.split("/")) or any(c in f.url_path for c in "?#\\ "):
+            part in (".", "..") for part in path.split("/")) or any(c in f.url_path for c in "?#\\") or any(
+            c.isspace() or not c.isprintable() for c in f.url_path):
         raise ConfigError(source, "feeds.url_path", f"must be a path below site.base_url like 'feeds/', "
                           f"not {f.url_path!r} (for another host set feeds.base_url)")
     if f.entries < 1:

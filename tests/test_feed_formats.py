@@ -77,6 +77,45 @@ def test_bad_feed_settings_name_their_key(site, key, value, message):
     assert message in result.output
 
 
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('base_url = ""\n', 'base_url = "https://cdn.example.net/f/?v=1"\n', "[feeds.base_url] must be"),
+    ('base_url = ""\n', 'base_url = "https://cdn.example.net/f#top"\n', "[feeds.base_url] must be"),
+    ('base_url = ""\n', 'base_url = "https://cdn.example.net/a b/"\n', "[feeds.base_url] must be"),
+    ('base_url = ""\n', 'base_url = "https://cdn.example.net/f/../g/"\n', "[feeds.base_url] must be"),
+    ('base_url = ""\n', 'base_url = "https://[::1/"\n', "[feeds.base_url] must be"),
+    ('base_url = ""\n', 'base_url = "https://cdn.example.net/\\u0007/"\n', "[feeds.base_url] must be"),
+    ('url_path = "feeds/"', 'url_path = "feeds\\u0000/"', "[feeds.url_path] must be a path below site.base_url"),
+    ('base_url = "https://news.example.jp/"', 'base_url = "https://news.example.jp/\\u0007/"', "[site.base_url] must"),
+])
+def test_feed_addresses_that_cannot_be_urls_are_config_errors(site, old, new, message):
+    """A query, a fragment, spaces, dot segments or control characters would make every feed URL wrong (or
+    one URL for every feed): refused with the key named, never an internal error."""
+    site.set_config(old, new)
+    result = site.run("--dry-run")
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "internal error" not in result.output
+
+
+@pytest.mark.parametrize(("old", "new", "base"), [
+    ('url_path = "feeds/"', 'url_path = "フィード/"', "https://news.example.jp/%E3%83%95%E3%82%A3%E3%83%BC%E3%83%89/"),
+    ('url_path = "feeds/"', 'url_path = "%E3%83%95/"', "https://news.example.jp/%E3%83%95/"),
+    ('base_url = ""\n', 'base_url = "https://cdn.example.net/配信/"\n', "https://cdn.example.net/%E9%85%8D%E4%BF%A1/"),
+])
+def test_non_ascii_feed_paths_are_percent_encoded_like_slugs(site, old, new, base):
+    """Feed ids and self links are URIs (the W3C validator: 'IRI found where URL expected'): a Japanese path in
+    the configuration is percent-encoded like a Japanese slug, and one already encoded is kept as it is."""
+    site.set_config(old, new)
+    result = site.run("--now", FIXED_NOW)
+    assert result.exit_code == 0, result.output
+    atom = ET.parse(site.feeds / "all.atom.xml").getroot()
+    assert atom.find(f"{ATOM}id").text == base + "all.atom.xml"
+    assert atom.find(f"{ATOM}link[@rel='self']").get("href") == base + "all.atom.xml"
+    assert json.loads((site.feeds / "all.json").read_bytes())["feed_url"] == base + "all.json"
+    urls = [o.get("xmlUrl") for o in ET.parse(site.feeds / "index.opml").getroot().iter("outline")]
+    assert urls[0] == base + "all.atom.xml" and all(url.isascii() and url.startswith(base) for url in urls)
+    assert f"{base}category/{quote('政策')}.atom.xml" in urls
+
+
 # -- OPML and discovery links ------------------------------------------------------------------------------
 
 def validator_rules(data: bytes, fmt: str) -> list[str]:
