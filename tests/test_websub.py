@@ -247,3 +247,26 @@ def test_serve_stops_promptly_while_a_hub_hangs_and_the_next_start_sends_the_res
         assert wait_until(lambda: "pings 21 sent, 0 pending" in site.run("status").output, timeout=40, step=0.5)
     finally:
         stop(proc)
+
+
+def test_a_hub_nobody_here_wrote_takes_the_pings_and_delivers_the_new_post(site):
+    """Flask-WebSub's hub reads a publish ping's topic from `hub.topic` (as WebSubHub and other W3C-era hubs
+    do; Google's and Superfeedr's read `hub.url`): every ping names the feed both ways, so this hub accepts it,
+    fetches the feed and delivers it to the subscriber."""
+    from .flask_websub_hub import FlaskWebSub
+
+    with FlaskWebSub(site.root) as real:
+        site.set_config('base_url = ""', f'base_url = "{real.feeds_url}"')
+        use_hubs(site, real.hub_url)
+        first = site.run()
+        assert "WebSub: 21 ping(s) sent, 0 left for the next pass, 0 given up" in first.output, first.output
+        topic = real.feeds_url + "all.atom.xml"
+        real.subscribe(topic)
+        site.write_post("new.md", post_text(title="Through a real hub", date="2026-05-01 09:00"))
+        result = site.run()
+        assert "WebSub: 3 ping(s) sent, 0 left for the next pass, 0 given up" in result.output, result.output
+        assert all(form["hub.topic"] == form["hub.url"] and status == 202 for form, status in real.log.pings)
+        assert wait_until(lambda: any(b"Through a real hub" in body for _, _, body in real.log.deliveries),
+                          timeout=20, step=0.05)
+    delivered = next(body for _, t, body in real.log.deliveries if t == topic and b"Through a real hub" in body)
+    assert feedparser.parse(delivered).entries[0].title == "Through a real hub"

@@ -2,8 +2,9 @@
 subscribed through the hub get new posts at once instead of at their next poll.
 
 A pass queues one ping per (hub, changed feed) in the store; `deliver` sends the due ones as form-encoded
-`hub.mode=publish&hub.url=<feed URL>` POSTs, retries temporary failures with exponential backoff, and
-records every outcome. Bookkeeping uses the wall clock (not a pass's --now), since pings happen in real time.
+`hub.mode=publish&hub.topic=<feed URL>&hub.url=<feed URL>` POSTs, retries temporary failures with exponential
+backoff, and records every outcome. Bookkeeping uses the wall clock (not a pass's --now), since pings happen in
+real time.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def _retry_after(value: str | None) -> float:
         return 0.0
 
 
+def publish_form(feed_url: str) -> dict[str, str]:
+    """The publish notification's form. The Recommendation leaves it to the hubs: Google's and Superfeedr's read
+    `hub.url`, WebSubHub, Flask-WebSub and other W3C-era hubs `hub.topic`; naming the feed both ways suits all."""
+    return {"hub.mode": "publish", "hub.topic": feed_url, "hub.url": feed_url}
+
+
 def send_ping(client, ping: Ping, timeout: float) -> Outcome:
     """One publish notification; 2xx is success, 408/425/429/5xx and network errors are temporary, any other
     answer is permanent (the hub refuses this feed). At most ERROR_BYTES of the answer are read."""
@@ -72,8 +79,7 @@ def send_ping(client, ping: Ping, timeout: float) -> Outcome:
 
     started = time.monotonic()
     try:
-        with client.stream("POST", ping.hub, data={"hub.mode": "publish", "hub.url": ping.feed_url},
-                           timeout=timeout) as resp:
+        with client.stream("POST", ping.hub, data=publish_form(ping.feed_url), timeout=timeout) as resp:
             status, retry_after = resp.status_code, resp.headers.get("retry-after")
             body = b""
             if not 200 <= status < 300:
