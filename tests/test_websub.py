@@ -270,3 +270,30 @@ def test_a_hub_nobody_here_wrote_takes_the_pings_and_delivers_the_new_post(site)
                           timeout=20, step=0.05)
     delivered = next(body for _, t, body in real.log.deliveries if t == topic and b"Through a real hub" in body)
     assert feedparser.parse(delivered).entries[0].title == "Through a real hub"
+
+
+def test_a_hub_that_redirects_the_ping_to_a_get_is_not_counted_as_told(site, httpserver):
+    """A 301/302/303 makes an HTTP client repeat a POST as a GET, which tells the hub nothing: such a ping is not
+    'sent' but given up, naming the redirect; a 307/308 keeps the POST and its form, and counts."""
+    from werkzeug import Response
+
+    forms = []
+
+    def publish(request):
+        forms.append(request.form.to_dict(flat=False))
+        return Response(status=204)
+
+    httpserver.expect_request("/moved", method="POST").respond_with_response(
+        Response(status=302, headers={"Location": httpserver.url_for("/elsewhere")}))
+    httpserver.expect_request("/elsewhere", method="GET").respond_with_data("a page, not a hub")
+    httpserver.expect_request("/kept", method="POST").respond_with_response(
+        Response(status=307, headers={"Location": httpserver.url_for("/hub")}))
+    httpserver.expect_request("/hub", method="POST").respond_with_handler(publish)
+    use_hubs(site, httpserver.url_for("/moved"), httpserver.url_for("/kept"), formats=["atom"], opml=["atom"],
+             websub_wait=1.0)
+    result = site.run("--now", FIXED_NOW)
+    assert "WebSub: 7 ping(s) sent, 0 left for the next pass, 7 given up" in result.output, result.output
+    assert "redirected" in result.output and "/elsewhere" in result.output
+    assert len(forms) == 7 and all(form["hub.mode"] == ["publish"] and form["hub.topic"] for form in forms)
+    status = site.run("status").output
+    assert "pings 7 sent, 0 pending, 7 given up" in status, status

@@ -74,13 +74,18 @@ def publish_form(feed_url: str) -> dict[str, str]:
 
 def send_ping(client, ping: Ping, timeout: float) -> Outcome:
     """One publish notification; 2xx is success, 408/425/429/5xx and network errors are temporary, any other
-    answer is permanent (the hub refuses this feed). At most ERROR_BYTES of the answer are read."""
+    answer is permanent (the hub refuses this feed), and so is a redirect that turns the POST into a GET (307
+    and 308 keep it). At most ERROR_BYTES of the answer are read."""
     import httpx
 
     started = time.monotonic()
     try:
         with client.stream("POST", ping.hub, data=publish_form(ping.feed_url), timeout=timeout) as resp:
             status, retry_after = resp.status_code, resp.headers.get("retry-after")
+            if resp.request.method != "POST":  # a 301/302/303 made the ping a GET that tells the hub nothing
+                first = resp.history[0].status_code if resp.history else status
+                return Outcome(False, True, f"HTTP {first}: the hub redirected the ping to {resp.url}, where it "
+                               "became a GET; set [feeds] websub_hubs to the address that takes the POST")
             body = b""
             if not 200 <= status < 300:
                 for chunk in resp.iter_bytes():
