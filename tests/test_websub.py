@@ -297,3 +297,27 @@ def test_a_hub_that_redirects_the_ping_to_a_get_is_not_counted_as_told(site, htt
     assert len(forms) == 7 and all(form["hub.mode"] == ["publish"] and form["hub.topic"] for form in forms)
     status = site.run("status").output
     assert "pings 7 sent, 0 pending, 7 given up" in status, status
+
+
+def test_a_hub_taken_out_of_the_config_hears_nothing_more(site, hub):
+    """Pings still pending for a hub the operator removed from [feeds] websub_hubs are dropped by the next pass:
+    that hub is not contacted again, and `publish status` does not report them as pending."""
+    with Hub() as old:
+        old.state.answers = [503] * 1000
+        use_hubs(site, old.url, formats=["atom"], opml=["atom"], websub_wait=0.3, websub_retry_delay=0.2)
+        site.run("--now", FIXED_NOW)
+        assert "7 pending" in site.run("status").output
+        use_hubs(site, hub.url)
+        time.sleep(0.5)  # the old hub's pings are due again
+        told = len(old.state.pings)
+        site.write_post("2026-05-01-new.md", post_text(title="New", date="2026-05-01", categories="Research"))
+        result = site.run("--now", FIXED_NOW)
+        # every feed names its hubs, so every feed changed and the new hub hears of each
+        assert "WebSub: 7 ping(s) sent, 0 left for the next pass, 0 given up" in result.output, result.output
+        assert len(old.state.pings) == told, "the removed hub was pinged again"
+        status = site.run("status").output
+        assert "pings 7 sent, 0 pending, 0 given up" in status and old.url not in status, status
+        use_hubs(site)
+        site.write_post("2026-05-02-new.md", post_text(title="Newer", date="2026-05-02", categories="Research"))
+        site.run("--now", FIXED_NOW)
+        assert "WebSub" not in site.run("status").output

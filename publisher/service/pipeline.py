@@ -196,6 +196,7 @@ def _run(app: App, now: datetime, dry_run: bool, store: Store) -> PassReport:
                                             edited=now) for p in report.changed)
     with store.transaction():  # the feeds written and the hubs to tell of them: recorded together
         store.save_feeds(report.feeds.records, report.feeds.removed_relpaths)
+        store.drop_pings(cfg.feeds.websub_hubs)  # a hub taken out of the config hears nothing more
         if cfg.feeds.websub_hubs and report.feeds.changed_urls:
             from ..feeds.websub import queue_pings
 

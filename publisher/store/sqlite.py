@@ -427,6 +427,12 @@ class SQLiteStore:
             "attempts = 0, queued = excluded.queued, next_attempt = excluded.next_attempt, "
             "updated = excluded.updated, last_error = NULL", ((hub, url, now, now, now) for hub, url in rows))
 
+    def drop_pings(self, keep_hubs: Iterable[str]) -> int:
+        """Forget the pings of every hub not in `keep_hubs` (taken out of the config); how many were dropped."""
+        hubs = list(keep_hubs)
+        where = f" WHERE hub NOT IN ({', '.join('?' for _ in hubs)})" if hubs else ""
+        return self._write(f"DELETE FROM websub_pings{where}", tuple(hubs))
+
     def claim_pings(self, now: str, claim_until: str, limit: int) -> list[Ping]:
         """Pending pings due by `now`, claimed in one statement until `claim_until` (a crash leaves them due
         again then), attempts counted."""
