@@ -205,6 +205,7 @@ def test_serve_delivers_a_due_post_to_a_subscriber_within_two_seconds(site, hub)
         assert delivery.headers["Content-Type"] == "application/atom+xml"
         assert any(url == topic for url in hub.state.urls())
         assert "websub: " in out and "ping(s) sent" in out
+        assert "HTTP Request:" not in out, "serve logs its own lines, not the HTTP client's"
 
 
 def test_feeds_written_by_a_pass_that_stopped_before_recording_are_still_announced(site, hub):

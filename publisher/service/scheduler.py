@@ -41,13 +41,15 @@ class SiteTimeFormatter(logging.Formatter):
 
 def configure_logging(cfg: Config, stream) -> None:
     """One line per job on `stream`. APScheduler's own lines ('Running job …', a scan skipped while the last
-    one still runs, with times in another format) are left out: every pass logs its own line."""
+    one still runs, with times in another format) and httpx's line per request are left out: every pass and
+    every round of WebSub pings logs its own line."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(SiteTimeFormatter(cfg.tz))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per WebSub ping or provider call: ours say it
 
 
 def describe(report: PassReport, render_digest: Callable[[PassReport], list[str]]) -> str:
