@@ -2,7 +2,8 @@
 
 Its hub takes publish pings (PUBLISH_SUPPORTED), fetches the topic from the publisher's web server and POSTs it,
 signed, to every verified subscriber; Celery runs its tasks eagerly, in the request that starts them. The
-publisher's web server sends the WebSub Link headers (rel="hub", rel="self") the Recommendation asks of it.
+publisher's web server sends the WebSub Link headers (rel="hub", rel="self") the Recommendation asks of it,
+as the README's nginx and Caddy snippets do.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -93,6 +94,12 @@ def test_readme_snippet_serves_feeds_with_types_compression_and_conditional_get(
                 tags[rel] = (resp.headers["etag"], resp.headers["last-modified"])
                 for header, value in (("If-None-Match", tags[rel][0]), ("If-Modified-Since", tags[rel][1])):
                     assert client.get(base + rel, headers={header: value}).status_code == 304, (rel, header)
+            # WebSub discovery by header, as the Recommendation asks of the server: a hub, and the feed's own
+            # public URL (the self link inside it), percent-encoding and all.
+            for rel in ("all.atom.xml", "category/chips.json", f"category/{quote('政策')}.rss.xml"):
+                links = client.get(base + rel).links
+                assert links["self"]["url"] == "https://news.example.jp/feeds/" + rel, (rel, links)
+                assert links["hub"]["url"].startswith("https://"), (rel, links)
             # A pass that changes nothing keeps every validator: readers keep getting 304.
             site.write_post("held.md", post_text(title="Later", date="2030-01-01"))
             site.run("--now", FIXED_NOW)
