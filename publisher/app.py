@@ -76,7 +76,10 @@ class App:
         from .tokens import env_secrets
 
         name = self.cfg.digest.token_secret_env
-        found = env_secrets(name) or self._kept_secrets()
+        found = env_secrets(name)
+        if found is not None:
+            return self._accepting_kept(found)
+        found = self._kept_secrets()
         if found is not None:
             return found
         path = self.secret_path
@@ -101,6 +104,22 @@ class App:
         from .tokens import env_secrets, throwaway_secrets
 
         return env_secrets(self.cfg.digest.token_secret_env) or self._kept_secrets() or throwaway_secrets()
+
+    def _accepting_kept(self, found: Secrets) -> Secrets:
+        """The environment's secrets, still accepting links signed with the kept secret: an operator who sets
+        the variable after mails went out keeps their unsubscribe links working. A kept file that cannot be
+        used is left alone here: the variable is the secret."""
+        from dataclasses import replace
+
+        from .errors import PublisherError
+
+        try:
+            kept = self._kept_secrets()
+        except PublisherError:
+            return found
+        if kept is None or kept.current in found.all:
+            return found
+        return replace(found, previous=(*found.previous, kept.current))
 
     def _kept_secrets(self) -> Secrets | None:
         from .errors import SecretError, StoreError
