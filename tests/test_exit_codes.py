@@ -177,3 +177,13 @@ def test_every_help_page_has_an_example_and_the_exit_codes():
         assert "Exit codes:" in text and "3  the run could not complete" in text, path
         if path:
             assert "--now ISO-TIME" in text and "--config PATH" in text, f"{path}: global options after the command"
+
+
+@pytest.mark.parametrize("now", ["9999-12-31T23:59", "0001-01-01T00:00", ""])
+def test_a_now_no_schedule_can_use_is_a_usage_error(digest_site, now):
+    """The ends of the calendar overflow the digest schedule, and an empty --now (a script's unset variable)
+    must not quietly mean the real time: both are refused like any --now that is not a time."""
+    for args in ([], ["--dry-run"], ["digest", "--dry-run"], ["status"], ["serve", "--once"]):
+        result = digest_site.run("--now", now, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "internal error" not in result.output and f"--now {now!r}" in result.output, result.output

@@ -111,7 +111,7 @@ def app_of(ctx: click.Context) -> App:
             raise UsageError(f"{path}: is a folder", "pass the config.toml file itself to --config")
         cfg = load_config(path)
         app = App(cfg, notify=lambda text: click.echo(text, err=True))
-        if obj.get("now_text"):
+        if obj.get("now_text") is not None:  # an empty --now is refused, not taken for the real time
             app = app.with_clock(parse_now(obj["now_text"], cfg))
         obj["app"] = app
     return obj["app"]
@@ -135,7 +135,15 @@ def parse_now(value: str, cfg: Config) -> datetime:
     except ValueError:
         raise UsageError(f"--now {value!r} is not an ISO time",
                          "write it like 2026-01-05T09:00 or 2026-01-05T09:00+09:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=cfg.tz)
+    when = when if when.tzinfo else when.replace(tzinfo=cfg.tz)
+    try:  # the schedule reaches a week or so either side, and tokens count seconds from 1970
+        in_range = 1970 <= when.astimezone(cfg.tz).year <= 9998
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise UsageError(f"--now {value!r} is outside the years publisher can schedule (1970 to 9998)",
+                         "write a time like 2026-01-05T09:00")
+    return when
 
 
 def when(dt: datetime | str, cfg: Config) -> str:
