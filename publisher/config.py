@@ -556,8 +556,8 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     source = str(path)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        # utf-8-sig: a byte order mark, as some editors write one, is not part of the TOML
+        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(source, "-", "file not found; pass --config PATH or create config.toml") from None
     except IsADirectoryError:

@@ -83,3 +83,11 @@ def test_web_trusted_proxies_are_checked_and_the_old_key_is_read(site):
     site.set_config("max_body = 16384", "max_body = 10")
     with pytest.raises(ConfigError, match="web.max_body"):
         load_config(site.config)
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(site):
+    """Editors on Windows save UTF-8 with a BOM; the file is otherwise fine and must be read as it is."""
+    site.config.write_bytes(b"\xef\xbb\xbf" + site.config.read_bytes())
+    result = site.run("--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Would publish 10 new post(s)" in result.output
