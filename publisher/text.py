@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 _XML_FORBIDDEN_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -25,4 +25,6 @@ def local_time(when: datetime | str, tz: tzinfo, seconds: bool = False) -> str:
     Accepts a stored ISO string too."""
     if isinstance(when, str):
         when = datetime.fromisoformat(when)
-    return when.astimezone(tz).replace(microsecond=0).isoformat(timespec="seconds" if seconds else "minutes")
+    # through UTC: a time already in `tz` is normalised too (a wall time the clocks skip gets its real offset)
+    local = when.astimezone(UTC).astimezone(tz)
+    return local.replace(microsecond=0).isoformat(timespec="seconds" if seconds else "minutes")

@@ -167,3 +167,37 @@ def test_an_outbox_that_cannot_take_files_stops_the_send_and_keeps_it_pending(di
     (digest_site.root / "outbox").unlink()
     again = digest_site.run("--now", DIGEST_NOW, "digest", "--send")
     assert again.exit_code == 0 and "Sent 2 message(s)" in again.output
+
+
+@pytest.fixture
+def night_digest(digest_site) -> Site:
+    """Europe/Berlin with the digest at Sunday 02:30: on 2026-03-29 that hour is skipped (02:00 → 03:00), on
+    2026-10-25 it comes twice (03:00 → 02:00). The service's cron fires at 01:30 UTC and 00:30 UTC."""
+    digest_site.set_config('timezone = "Asia/Tokyo"', 'timezone = "Europe/Berlin"')
+    digest_site.set_config('day = "mon"', 'day = "sun"')
+    digest_site.set_config('time = "08:00"', 'time = "02:30"')
+    return digest_site
+
+
+def test_a_send_time_the_clocks_skip_goes_out_when_the_service_sends_it(night_digest):
+    site = night_digest
+    site.write_post("2026-03-25-spring.md", post_text(title="Spring", date="2026-03-25 10:00:00 +0100"))
+    assert "Published 1 new post(s)" in site.run("--now", "2026-03-25T12:00:00+01:00").output
+    early = site.run("--now", "2026-03-29T01:15:00+00:00", "digest", "--dry-run")  # 03:15 summer time
+    assert "Next digest, sent 2026-03-29T03:30+02:00" in early.output, early.output
+    assert "Digest of 2026-03-29" not in site.run("--now", "2026-03-29T01:15:00+00:00").output
+    assert not list((site.root / "outbox").glob("*.eml")), "not sent before its time"
+    sent = site.run("--now", "2026-03-29T01:31:00+00:00")
+    assert "Digest of 2026-03-29T03:30+02:00: 1 sent now" in sent.output, sent.output
+
+
+def test_a_send_time_the_clocks_repeat_is_past_after_its_first_occurrence(night_digest):
+    site = night_digest
+    site.run("--now", "2026-10-20T12:00:00+02:00")  # the week's posts: none; the subscribers stay
+    site.write_post("2026-10-22-autumn.md", post_text(title="Autumn", date="2026-10-22 10:00:00 +0200"))
+    assert "Published 1 new post(s)" in site.run("--now", "2026-10-22T12:00:00+02:00").output
+    repeat = "2026-10-25T01:29:00+00:00"  # 02:29 winter time, an hour after the first 02:30 (00:30 UTC)
+    dry = site.run("--now", repeat, "digest", "--dry-run")
+    assert "Digest of 2026-10-25T02:30+02:00 (not sent yet)" in dry.output, dry.output
+    sent = site.run("--now", repeat)
+    assert "Digest of 2026-10-25T02:30+02:00: 1 sent now" in sent.output, sent.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,7 +98,9 @@ def _period(job, cfg: Config) -> str:
 
 def _heading(job, cfg: Config, now: datetime) -> str:
     """Which digest this is: its send time, its period, and its posts (so far, for one still to come)."""
-    if job.slot > now:
+    from ..digest.schedule import late_by
+
+    if late_by(now, job.slot) < timedelta(0):
         return (f"Next digest, sent {when(job.slot, cfg)}: posts first published {_period(job, cfg)}; "
                 f"{len(job.posts)} so far")
     state = {None: "not sent yet", "done": "sent", "sending": "started, not finished: see --status",

@@ -15,7 +15,7 @@ from ..store.base import Digest, Store, Subscriber
 from ..text import one_line
 from ..tokens import Secrets, make_token
 from .render import DigestPost, DigestRenderer, RenderedDigest
-from .schedule import last_slot, next_slot, period_for, utc_stamp
+from .schedule import last_slot, late_by, next_slot, period_for, utc_stamp
 
 
 @dataclass(slots=True)
@@ -78,7 +78,7 @@ def upcoming_slot(cfg: Config, store: Store, now: datetime) -> datetime:
     slot = last_slot(cfg, now)
     row = store.digest_for(utc_stamp(slot))
     unsent = row.status == "sending" if row else bool(store.count_subscribers().get("active"))
-    if cfg.digest.enabled and unsent and now - slot <= timedelta(hours=cfg.digest.catch_up_hours):
+    if cfg.digest.enabled and unsent and late_by(now, slot) <= timedelta(hours=cfg.digest.catch_up_hours):
         return slot
     return next_slot(cfg, now)
 

@@ -1,4 +1,8 @@
-"""When the digest goes out and which period it covers: wall-clock times in the site timezone (DST-safe)."""
+"""When the digest goes out and which period it covers: wall-clock times in the site timezone (DST-safe).
+
+Two aware times in one zone compare and subtract as wall clocks in Python, so a send time in the hour the
+clocks repeat or skip would be misplaced by an hour: whether a slot has come, and how late it is, are
+decided on real (UTC) time, as the service's cron trigger fires."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ def last_slot(cfg: Config, now: datetime) -> datetime:
     at = cfg.digest.send_time
     day = local.date() - timedelta(days=(local.weekday() - cfg.digest.weekday) % 7)
     slot = datetime(day.year, day.month, day.day, at.hour, at.minute, tzinfo=cfg.tz)
-    if slot > local:
+    if slot.astimezone(UTC) > local.astimezone(UTC):
         day -= timedelta(days=7)
         slot = datetime(day.year, day.month, day.day, at.hour, at.minute, tzinfo=cfg.tz)
     return slot
@@ -24,6 +28,11 @@ def next_slot(cfg: Config, now: datetime) -> datetime:
     slot = last_slot(cfg, now)
     day = slot.date() + timedelta(days=7)
     return datetime(day.year, day.month, day.day, slot.hour, slot.minute, tzinfo=cfg.tz)
+
+
+def late_by(now: datetime, slot: datetime) -> timedelta:
+    """How long after `slot` it is at `now`, in real time (negative before it)."""
+    return now.astimezone(UTC) - slot.astimezone(UTC)
 
 
 def period_for(cfg: Config, slot: datetime) -> tuple[datetime, datetime]:

@@ -247,7 +247,7 @@ def notify_hubs(app: App, budget: float, stop: threading.Event | None = None) ->
 def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
                      should_stop: Callable[[], bool] = lambda: False) -> ScheduledDigest | None:
     """Send the digest of the latest slot if it is due, not yet done, and within the catch-up window."""
-    from ..digest.schedule import last_slot, period_for, utc_stamp
+    from ..digest.schedule import last_slot, late_by, period_for, utc_stamp
 
     cfg = app.cfg
     slot = last_slot(cfg, now)
@@ -256,7 +256,7 @@ def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
         return None
     if not existing and not store.count_subscribers().get("active"):
         return None
-    if now - slot > timedelta(hours=cfg.digest.catch_up_hours):
+    if late_by(now, slot) > timedelta(hours=cfg.digest.catch_up_hours):
         if existing:
             return ScheduledDigest(slot, "stale")
         if not dry_run:
