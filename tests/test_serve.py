@@ -248,3 +248,17 @@ def test_a_generated_secret_is_logged_like_every_other_line(site, smtp_server):
         out = stop(proc)
     said = [line for line in out.splitlines() if "Generated the secret" in line]
     assert len(said) == 1 and re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00 WARNING ", said[0]), out
+
+
+def test_the_log_names_the_posts_it_rejects(site):
+    """`publish` prints `path:line: error: what — how to fix` for a bad post; the service's log must too, or an
+    operator reading the journal learns only that something, somewhere, was rejected."""
+    site.write_post("broken.md", b'---\ntitle: "x"\ndate: someday\n---\nbody\n')
+    proc = start_serve(site, "--scan-interval", "3600")
+    try:
+        assert wait_until(lambda: (site.feeds / "index.opml").exists())
+    finally:
+        out = stop(proc)
+    scan = [line for line in out.splitlines() if " scan: " in line]
+    assert len(scan) == 1 and "1 rejected" in scan[0], out
+    assert f"{site.posts / 'broken.md'}:3: error: the date 'someday' is not a date" in scan[0], scan[0]

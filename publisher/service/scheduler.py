@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from ..app import App
 from ..config import Config
 from ..errors import PublisherError
-from ..text import local_time
+from ..text import local_time, one_line
 from .lease import Lease
 from .notify import PingWorker
 from .pipeline import PassReport
@@ -57,6 +57,7 @@ def describe(report: PassReport, render_digest: Callable[[PassReport], list[str]
     s = report.summary()
     line = (f"pass: {s['new']} new, {s['changed']} changed, {s['feeds_written']} feed file(s) written, "
             f"{s['feeds_removed']} removed, {s['held']} held, {s['rejected']} rejected")
+    line += "".join(f"; rejected {one_line(str(f))}" for f in report.rejected)  # named, as `publish` names them
     digest = render_digest(report)
     if digest:
         line += "; " + "; ".join(x.strip() for x in digest)
