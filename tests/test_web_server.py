@@ -502,3 +502,17 @@ def test_trusted_networks_with_host_bits_are_believed(start_web):
     assert answers == [200, 200, 200], "three clients behind the proxy, not one"
     assert [visitor.sign_up(f"k{i}@example.net", forwarded_for="203.0.113.9").status_code
             for i in range(3)] == [200, 200, 429]
+
+
+def test_every_log_line_is_stamped_like_the_rest_of_publisher(start_web):
+    """The README: every time publisher prints is ISO 8601 in the site timezone with its offset — the pages'
+    access log and uvicorn's own lines (started, stopping) included."""
+    server = start_web()
+    assert httpx.get(server.base + "subscribe").status_code == 200
+    time.sleep(0.3)
+    server.stop()
+    lines = server.log().splitlines()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00 (INFO|WARNING|ERROR) "
+    assert any('"GET /subscribe HTTP/1.1" 200' in line for line in lines), lines
+    assert any("Started server process" in line for line in lines), lines
+    assert all(re.match(stamp, line) for line in lines), lines

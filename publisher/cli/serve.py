@@ -133,15 +133,16 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     """
     import logging
 
+    from ..service.scheduler import configure_logging
     from ..web import create_app
     from ..web.guard import security_headers
     from ..web.server import serve as serve_pages
 
     app = app_of(ctx)
     cfg = app.cfg
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    configure_logging(cfg, sys.stderr)  # stamped like every time publisher prints; uvicorn's lines too
     for warning in cfg.web.deprecations(cfg.source):
-        click.echo(f"Warning: {warning}", err=True)
+        logging.getLogger("publisher.web").warning("%s", warning)
     asgi = create_app(app, server_adds_headers=True)
     serve_pages(asgi, cfg, host or cfg.web.host, port or cfg.web.port,
                 security_headers(cfg.site.base_url.startswith("https:")))

@@ -73,12 +73,13 @@ def uvicorn_config(asgi: Any, cfg: Config, host: str, port: int, headers: list[t
                    log_level: str = "info") -> uvicorn.Config:
     """uvicorn settings for the pages: the security headers on every answer (uvicorn's own 500 and 503
     included; `asgi` must not add them again), no forwarded headers (the app reads them from trusted
-    proxies only), no access log of its own (the app's redacts tokens), a connection cap, the guarded
-    protocol."""
+    proxies only), no access log of its own (the app's redacts tokens) and no log format of its own, a
+    connection cap, the guarded protocol."""
     web = cfg.web
     return uvicorn.Config(asgi, host=host, port=port, http=guarded_protocol(web.request_timeout, headers),
                           headers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers],
                           proxy_headers=False, server_header=False, access_log=False, log_level=log_level,
+                          log_config=None,  # uvicorn's lines go through the root logger, stamped like ours
                           limit_concurrency=web.max_connections, timeout_keep_alive=5,
                           h11_max_incomplete_event_size=16 * 1024, lifespan="off")
 
