@@ -3,7 +3,6 @@ overridden by the environment; previews and tests are signed with it, so their l
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import stat
@@ -22,7 +21,7 @@ from publisher.store.sqlite import SQLiteStore
 from publisher.tokens import Secrets, TokenError, read_token
 
 from .conftest import DIGEST_NOW, SECRET, use_smtp
-from .servers import free_port
+from .servers import PublishWeb, free_port
 
 
 @pytest.fixture
@@ -190,27 +189,6 @@ def test_app_hands_out_one_secret(no_secret):
     assert App(load_config(no_secret.config)).preview_secrets == app.secrets
 
 
-@contextlib.contextmanager
-def publish_web(site, env: dict[str, str]):
-    """`publish web` on a free port, as a real process with this environment; yields its base URL."""
-    port = free_port()
-    web = subprocess.Popen([str(Path(sys.executable).with_name("publish")), "--config", str(site.config), "web",
-                            "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "subscribe", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline and web.poll() is None, "publish web did not start"
-                time.sleep(0.1)
-        yield base
-    finally:
-        web.terminate()
-        web.communicate(timeout=20)
-
 
 def test_setting_the_variable_later_keeps_links_already_mailed_working(no_secret, smtp_server):
     """The notice says "set PUBLISHER_TOKEN_SECRET to use your own instead": doing so must not turn every
@@ -219,13 +197,16 @@ def test_setting_the_variable_later_keeps_links_already_mailed_working(no_secret
     use_smtp(site, smtp_server.port)
     assert site.run("--now", DIGEST_NOW, "digest", "--send").exit_code == 0
     mailed = {r[0]: unsubscribe_token(c) for _, r, c in smtp_server.recorder.messages}
-    env = {**os.environ, "PUBLISHER_TOKEN_SECRET": SECRET}
-    with publish_web(site, env) as base:
-        page = httpx.get(f"{base}unsubscribe/{mailed['all@example.com']}")
+    web = PublishWeb(site.config, site.root / "web.log", {"PUBLISHER_TOKEN_SECRET": SECRET}).start()
+    try:
+        page = httpx.get(f"{web.base}unsubscribe/{mailed['all@example.com']}")
         assert page.status_code == 200 and 'id="unsubscribe"' in page.text, page.text[:300]
-        done = httpx.post(f"{base}unsubscribe/{mailed['chips@example.com']}", content="List-Unsubscribe=One-Click",
+        done = httpx.post(f"{web.base}unsubscribe/{mailed['chips@example.com']}",
+                          content="List-Unsubscribe=One-Click",
                           headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert done.status_code == 200, done.text[:300]
+    finally:
+        web.stop()
     store = SQLiteStore.open(site.db, readonly=True)
     assert store.subscriber("chips@example.com").status == "unsubscribed"
     store.close()
