@@ -20,6 +20,8 @@ from .store.base import SharedStore
 _ADDR_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 CSV_FIELDS = ("email", "name", "categories", "status", "joined")
+STATUSES = ("active", "pending", "unsubscribed", "bounced")
+LEFT = ("unsubscribed", "bounced")  # an address that left: never sent to, never re-subscribed by an import
 
 
 class SubscriberError(UsageError):
@@ -95,13 +97,17 @@ def add_subscriber(store: SharedStore, email: str, name: str | None, categories:
 
 
 def _upsert(store: SharedStore, address: str, name: str | None, categories: list[str] | None, now: str,
-            resubscribe: bool) -> str:
+            resubscribe: bool, status: str = "") -> str:
+    """`status`: an import's status column (empty: none); an address it says left is recorded as left."""
     current = store.subscriber(address)
     if current is None:
-        store.insert_subscriber(address, name or "", categories or [], "active", now)
-        return "added"
-    if current.status in ("unsubscribed", "bounced") and not resubscribe:
+        store.insert_subscriber(address, name or "", categories or [], status or "active", now)
+        return f"added as {status}" if status in LEFT else "added"
+    if current.status in LEFT and not resubscribe:
         return current.status  # an import never re-subscribes someone who left or bounced
+    if status in LEFT:
+        store.set_subscriber_status(current.id, status, now)
+        return f"now {status}"
     status = "active" if resubscribe else current.status
     name = current.name if name is None else name
     categories = list(current.categories) if categories is None else categories
@@ -175,9 +181,10 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
 
 
 def import_csv(store: SharedStore, path: Path, now: str, allow_new_category: bool = False) -> ImportReport:
-    """Import subscribers from CSV (header: email[,name][,categories]): a column that is absent leaves that
-    field as it is. Bad rows (an invalid address, an unknown category, an address already on an earlier
-    line) are reported by line and skipped; good rows are kept."""
+    """Import subscribers from CSV (header: email[,name][,categories][,status]): a column that is absent leaves
+    that field as it is; a status saying the address unsubscribed or bounced is kept. Bad rows (an invalid
+    address, an unknown category or status, an address already on an earlier line) are reported by line and
+    skipped; good rows are kept."""
     report = ImportReport()
     header, rows = _read_rows(path)
     known = store.known_categories()
@@ -193,13 +200,17 @@ def import_csv(store: SharedStore, path: Path, now: str, allow_new_category: boo
                 seen[address] = line
                 name = clean_name(row.get("name") or "") if "name" in header else None
                 categories = parse_categories(row.get("categories") or "") if "categories" in header else None
+                status = (row.get("status") or "").strip().lower() if "status" in header else ""
+                if status and status not in STATUSES:
+                    raise SubscriberError(f"unknown status {status!r}; write one of {', '.join(STATUSES)} "
+                                          "(or leave it empty)")
                 if categories:
                     current = store.subscriber(address)
                     check_categories(categories, known, allow_new_category, current.categories if current else ())
             except SubscriberError as exc:
                 report.errors.append(f"{path}:{line}: {exc} — fix or remove the row")
                 continue
-            outcome = _upsert(store, address, name, categories, now, False)
+            outcome = _upsert(store, address, name, categories, now, False, status)
             report.counts[outcome] = report.counts.get(outcome, 0) + 1
     return report
 

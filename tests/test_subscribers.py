@@ -191,3 +191,34 @@ def test_names_with_control_characters_are_refused(published):
     result = site.run("subscribers", "import", str(path))
     assert result.exit_code == 1 and f"{path}:2: the name 'x\\x00y' holds a control character" in result.output
     assert "1 added" in result.output, "a full-width space is part of a Japanese name, not a control character"
+
+
+def test_an_export_imported_into_a_new_database_keeps_who_left(published, tmp_path):
+    """Moving to a new server (or restoring) by export → import must not re-subscribe the addresses that
+    unsubscribed or bounced: the status column says they left, and they stay left."""
+    site = published
+    for address in ("stays@example.com", "left@example.com", "bounced@example.com"):
+        site.run("subscribers", "add", address)
+    site.run("subscribers", "remove", "left@example.com")
+    from publisher.store.sqlite import SQLiteStore
+
+    store = SQLiteStore.open(site.db)
+    store.set_subscriber_status(store.subscriber("bounced@example.com").id, "bounced", "2026-03-12T12:00:00+00:00")
+    store.close()
+    path = tmp_path / "moving.csv"
+    path.write_text(site.run("subscribers", "export").stdout, encoding="utf-8")
+
+    site.db.unlink()
+    assert site.run("--now", "2026-03-12T20:00:00+09:00").exit_code == 0
+    moved = site.run("subscribers", "import", str(path))
+    assert moved.exit_code == 0, moved.output
+    listed = dict(line.split("\t")[:2] for line in site.run("subscribers", "list").stdout.splitlines())
+    assert listed == {"stays@example.com": "active", "left@example.com": "unsubscribed",
+                      "bounced@example.com": "bounced"}
+    again = site.run("subscribers", "import", str(path))
+    assert again.exit_code == 0 and "added" not in again.output, again.output
+
+    path.write_text("email,status\nstays@example.com,unsubscribed\nodd@example.com,gone\n", encoding="utf-8")
+    told = site.run("subscribers", "import", str(path))
+    assert told.exit_code == 1 and f"{path}:3: unknown status 'gone'" in told.output, told.output
+    assert "stays@example.com\tunsubscribed" in site.run("subscribers", "list").stdout

@@ -114,12 +114,14 @@ def subscribers_list(ctx: click.Context, status: str | None) -> None:
 @click.option("--allow-new-category", is_flag=True, help="Accept categories that no post uses yet.")
 @click.pass_context
 def subscribers_import(ctx: click.Context, csv_file: Path, allow_new_category: bool) -> None:
-    """Import a CSV with a header row: email[,name][,categories separated by ';'].
+    """Import a CSV with a header row: email[,name][,categories separated by ';'][,status].
 
-    A column the file does not have leaves that field of existing subscribers as it is. Bad rows (an
-    invalid address, a category no post uses, an address already on an earlier line) are reported by
-    line and skipped; good rows are kept. Importing the same file again changes nothing, and an import
-    never re-subscribes an address that unsubscribed. Reads what `subscribers export` writes.
+    A column the file does not have leaves that field of existing subscribers as it is; a status of
+    unsubscribed or bounced is recorded, so an export imported into a new database keeps who left. Bad
+    rows (an invalid address, a category no post uses, an unknown status, an address already on an
+    earlier line) are reported by line and skipped; good rows are kept. Importing the same file again
+    changes nothing, and an import never re-subscribes an address that unsubscribed. Reads what
+    `subscribers export` writes.
 
     \b
     Example:
