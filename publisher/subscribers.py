@@ -177,6 +177,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
     if "email" not in header:
         raise SubscriberError(f"{path}:1: the header has no 'email' column",
                               "the first line must name the columns, e.g. email,name,categories")
+    twice = next((name for i, name in enumerate(header) if name and name in header[:i]), None)
+    if twice is not None:
+        raise SubscriberError(f"{path}:1: the header names {twice!r} twice", "keep one column of each name")
     return header, rows
 
 

@@ -222,3 +222,12 @@ def test_an_export_imported_into_a_new_database_keeps_who_left(published, tmp_pa
     told = site.run("subscribers", "import", str(path))
     assert told.exit_code == 1 and f"{path}:3: unknown status 'gone'" in told.output, told.output
     assert "stays@example.com\tunsubscribed" in site.run("subscribers", "list").stdout
+
+
+def test_a_header_naming_a_column_twice_is_refused(published):
+    """With two `email` columns only one could be read, and the other's addresses would vanish unreported."""
+    path = published.root / "twice.csv"
+    path.write_text("email,name,Email\nfirst@example.com,A,second@example.com\n", encoding="utf-8")
+    result = published.run("subscribers", "import", str(path))
+    assert result.exit_code == 2 and f"{path}:1: the header names 'email' twice" in result.output, result.output
+    assert "example.com" not in published.run("subscribers", "list").stdout
