@@ -516,3 +516,12 @@ def test_every_log_line_is_stamped_like_the_rest_of_publisher(start_web):
     assert any('"GET /subscribe HTTP/1.1" 200' in line for line in lines), lines
     assert any("Started server process" in line for line in lines), lines
     assert all(re.match(stamp, line) for line in lines), lines
+
+
+def test_a_secret_generated_on_start_is_said_in_a_stamped_line(digest_site, monkeypatch, tmp_path):
+    monkeypatch.delenv("PUBLISHER_TOKEN_SECRET")
+    server = PublishWeb(digest_site.config, tmp_path / "web.log").start()
+    server.stop()
+    lines = server.log().splitlines()
+    said = [line for line in lines if "Generated the secret that signs subscriber links" in line]
+    assert len(said) == 1 and re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+09:00 WARNING ", said[0]), lines

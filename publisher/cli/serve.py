@@ -141,8 +141,10 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     app = app_of(ctx)
     cfg = app.cfg
     configure_logging(cfg, sys.stderr)  # stamped like every time publisher prints; uvicorn's lines too
+    log = logging.getLogger("publisher.web")
+    app.notify = lambda text: log.warning("%s", text)  # a secret generated on start is said in the log
     for warning in cfg.web.deprecations(cfg.source):
-        logging.getLogger("publisher.web").warning("%s", warning)
+        log.warning("%s", warning)
     asgi = create_app(app, server_adds_headers=True)
     serve_pages(asgi, cfg, host or cfg.web.host, port or cfg.web.port,
                 security_headers(cfg.site.base_url.startswith("https:")))
