@@ -130,9 +130,10 @@ class App:
             text = path.read_text(encoding="ascii")
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{path}: cannot read the secret that signs subscriber links "
-                             f"({getattr(exc, 'strerror', None) or exc})",
+        except UnicodeDecodeError:
+            text = ""  # not what publisher writes: unusable, like a secret too short
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the secret that signs subscriber links ({exc.strerror})",
                              f"make it readable by this user, or set {name}") from None
         found = secrets_from_text(text, name, str(path))
         if found is None:

@@ -210,3 +210,14 @@ def test_setting_the_variable_later_keeps_links_already_mailed_working(no_secret
     store = SQLiteStore.open(site.db, readonly=True)
     assert store.subscriber("chips@example.com").status == "unsubscribed"
     store.close()
+
+
+def test_a_secret_file_that_is_not_text_is_unusable_not_unreadable(no_secret):
+    """Edited in an editor that adds a byte order mark (or holding binary junk): the file is there and readable,
+    its content unusable — exit 2 like a short secret, and no advice about permissions."""
+    secret_file(no_secret).parent.mkdir(parents=True, exist_ok=True)
+    secret_file(no_secret).write_bytes(b"\xef\xbb\xbf" + b"x" * 40 + b"\n")
+    result = no_secret.run("--now", DIGEST_NOW, "digest", "--send")
+    assert result.exit_code == 2, result.output
+    assert f"{secret_file(no_secret)}: holds no usable signing secret" in result.output
+    assert "readable" not in result.output
