@@ -286,3 +286,19 @@ def test_invisible_characters_never_reach_a_feed_address(empty_site):
     check = site.run("check").output
     for i in range(len(variants)):
         assert f"b{i}.md:4: warning: category " in check and "differs from 'research'" in check, check
+
+
+def test_rename_with_the_posts_folder_missing_changes_nothing_and_says_why(site):
+    """The rename rewrites the feeds from the posts: without them it must refuse before recording anything, not
+    report a move it has not made."""
+    site.run("--now", FIXED_NOW)
+    site.posts.rename(site.root / "posts-away")
+    result = site.run("--now", "2026-06-02T09:00", "feeds", "rename-slug", "research", "research-notes")
+    assert result.exit_code == 2 and "[posts.folder]" in result.output, result.output
+    assert "Moved" not in result.output
+    assert "research-notes" not in site.run("feeds", "list").output, "nothing recorded"
+    assert not (site.feeds / "category" / "research-notes.atom.xml").exists()
+    (site.root / "posts-away").rename(site.posts)
+    done = site.run("--now", "2026-06-02T09:00", "feeds", "rename-slug", "research", "research-notes")
+    assert done.exit_code == 0 and "Moved the feeds of 'Research'" in done.output, done.output
+    assert len(titles(site, "research-notes")) == 3

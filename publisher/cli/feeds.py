@@ -122,13 +122,20 @@ def rename_slug(ctx: click.Context, old: str, new: str) -> None:
         if dry_run:
             click.echo(f"Would move the feeds of {category!r} from category/{old}.* to category/{new}.*")
             return
-        store.rename_slug(category, old, new, app.now().astimezone(UTC).isoformat())
-        click.echo(f"Moved the feeds of {category!r} from category/{old}.* to category/{new}.*; the old files "
-                   "now carry a notice pointing to the new address.")
-        if cfg.feeds.category_slugs.get(category) != new:
-            click.echo(f'Set [feeds.category_slugs] "{category}" = "{new}" in {cfg.source}, and redirect '
-                       f"{cfg.feeds_url}category/{old}.* to the new files on the web server (README).")
+        from ..errors import PublisherError
+        from ..reading.posts import site_posts
         from ..service.pipeline import run_pass
 
-        report = run_pass(app, store=store, with_digest=False)
+        site_posts(cfg)  # the feeds are rewritten from the posts: no posts folder, nothing recorded
+        store.rename_slug(category, old, new, app.now().astimezone(UTC).isoformat())
+        try:
+            report = run_pass(app, store=store, with_digest=False)
+        except PublisherError as exc:
+            raise PublisherError(exc.message, f"{exc.hint + '; ' if exc.hint else ''}the move to {new!r} is "
+                                 "recorded: the next `publish` writes its feeds", exc.exit_code) from None
+    click.echo(f"Moved the feeds of {category!r} from category/{old}.* to category/{new}.*; the old files "
+               "now carry a notice pointing to the new address.")
+    if cfg.feeds.category_slugs.get(category) != new:
+        click.echo(f'Set [feeds.category_slugs] "{category}" = "{new}" in {cfg.source}, and redirect '
+                   f"{cfg.feeds_url}category/{old}.* to the new files on the web server (README).")
     click.echo("\n".join(report_lines(report, cfg)))
