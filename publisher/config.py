@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -311,6 +312,14 @@ TRANSPORTS = ("smtp", "postmark", "sendgrid", "mailgun", "resend", "ses", "file"
 REQUIRED_SECTIONS = ("site",)
 
 
+# Numbers in config.toml are seconds, hours, counts or rates: past these they mean nothing and overflow dates.
+MAX_WHOLE = 2**31 - 1
+MAX_NUMBER = 1e6
+# Whole numbers with a narrower sensible range (inclusive): spans the schedule adds to a date, and ports.
+RANGES = {"digest.period_days": (1, 366), "digest.catch_up_hours": (0, 24 * 366), "web.confirm_hours": (1, 24 * 366),
+          "web.preferences_days": (1, 3660), "web.port": (0, 65535), "smtp.port": (1, 65535)}
+
+
 def _check_value(source: str, key: str, value: object, hint: object) -> object:
     """Check one TOML value against a field's type hint and convert lists to tuples."""
     origin = typing.get_origin(hint)
@@ -337,6 +346,10 @@ def _check_value(source: str, key: str, value: object, hint: object) -> object:
         raise ConfigError(source, key, f"must be a whole number, not {value!r}")
     if hint is float and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise ConfigError(source, key, f"must be a number, not {value!r}")
+    if hint is int and not -MAX_WHOLE <= value <= MAX_WHOLE:
+        raise ConfigError(source, key, f"must be a whole number between {-MAX_WHOLE} and {MAX_WHOLE}, not {value!r}")
+    if hint is float and not (math.isfinite(value) and abs(value) <= MAX_NUMBER):
+        raise ConfigError(source, key, f"must be a finite number of at most {MAX_NUMBER:.0f}, not {value!r}")
     if hint is float:
         return float(value)
     if hint in (str, bool) and not isinstance(value, hint):
@@ -396,6 +409,11 @@ def _validate(source: str, cfg: Config) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(source, "site.timezone",
                           f"{cfg.site.timezone!r} is not a known time zone; use a name like 'Asia/Tokyo'") from None
+    for key, (low, high) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not low <= value <= high:
+            raise ConfigError(source, key, f"must be between {low} and {high}, not {value!r}")
     if cfg.state.busy_timeout < 0:
         raise ConfigError(source, "state.busy_timeout", "must be 0 or more seconds")
     if not cfg.posts.patterns:

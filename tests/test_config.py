@@ -91,3 +91,27 @@ def test_a_config_saved_with_a_byte_order_mark_is_read(site):
     result = site.run("--dry-run")
     assert result.exit_code == 0, result.output
     assert "Would publish 10 new post(s)" in result.output
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ("busy_timeout = 30.0", "busy_timeout = inf", "state.busy_timeout"),
+    ("busy_timeout = 30.0", "busy_timeout = nan", "state.busy_timeout"),
+    ("scan_interval = 60.0", "scan_interval = nan", "serve.scan_interval"),
+    ("period_days = 7", "period_days = 1000000", "digest.period_days"),
+    ("catch_up_hours = 48", "catch_up_hours = 1000000000000", "digest.catch_up_hours"),
+    ("confirm_hours = 48", "confirm_hours = 1000000000000", "web.confirm_hours"),
+    ("preferences_days = 90", "preferences_days = 100000000000", "web.preferences_days"),
+    ("websub_give_up_hours = 24.0", "websub_give_up_hours = inf", "feeds.websub_give_up_hours"),
+    ("port = 8080", "port = 99999", "web.port"),
+    ("port = 587", "port = 70000", "smtp.port"),
+])
+def test_values_out_of_any_sensible_range_are_named_not_internal_errors(site, old, new, key):
+    site.set_config(old, new)
+    for args in (["--dry-run", "--now", "2026-03-16T09:00"], ["digest", "--dry-run"], ["status"]):
+        result = site.run(*args)
+        assert result.exit_code == 2 and f"[{key}]" in result.output, (args, result.output)
+
+
+def test_web_port_on_the_command_line_is_checked(site):
+    result = site.run("web", "--port", "99999")
+    assert result.exit_code == 2 and "99999" in result.output and "internal error" not in result.output

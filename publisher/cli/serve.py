@@ -118,7 +118,7 @@ def websub_lines(store, cfg) -> None:
 
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (default: [web] host).")
-@click.option("--port", type=int, default=None, help="Port to listen on (default: [web] port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port to listen on (default: [web] port).")
 @click.pass_context
 def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the subscription pages: one-click unsubscribe, sign-up with double opt-in, preferences.
@@ -146,5 +146,5 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     for warning in cfg.web.deprecations(cfg.source):
         log.warning("%s", warning)
     asgi = create_app(app, server_adds_headers=True)
-    serve_pages(asgi, cfg, host or cfg.web.host, port or cfg.web.port,
+    serve_pages(asgi, cfg, host or cfg.web.host, cfg.web.port if port is None else port,
                 security_headers(cfg.site.base_url.startswith("https:")))
