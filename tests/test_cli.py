@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -195,3 +196,18 @@ def test_missing_posts_folder_is_an_error_not_empty_feeds(site):
     assert result.exit_code == 2 and "[posts.folder]" in result.output and "postz is not a folder" in result.output
     assert (site.feeds / "all.atom.xml").read_bytes() == before
     assert (site.feeds / "category" / "chips.atom.xml").exists()
+
+
+@pytest.mark.parametrize("date", ["0001-01-01", "0001-01-01 00:00 +1400", "9999-12-31 23:59 -1200",
+                                  "9999-12-31 23:59"])
+def test_a_date_at_the_end_of_the_calendar_rejects_that_post_only(site, date):
+    """A bad post never stops the others: a date the calendar overflows on (in UTC, or a week from it) is that
+    post's error, named by file and line, and every other post is published."""
+    site.write_post("edge.md", post_text(title="Edge", date=date))
+    for args in (["check"], ["--now", "2026-06-01T00:00"]):
+        result = site.run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "internal error" not in result.output
+        assert re.search(r"edge\.md:3: error: the date .* is outside the years 1900 to 9998", result.output), \
+            result.output
+    assert len(feedparser.parse((site.feeds / "all.atom.xml").read_bytes()).entries) == 10, "the others published"

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -137,7 +137,19 @@ def scan_posts(folder: Path, patterns: tuple[str, ...]) -> list[SourceFile]:
 
 
 def parse_date(value: object, tz: ZoneInfo) -> datetime:
-    """A front-matter date in any form YAML gives it → an aware datetime; naive ones are in `tz`."""
+    """A front-matter date in any form YAML gives it → an aware datetime; naive ones are in `tz`. Dates the
+    calendar would overflow on (in UTC, or a week on for the digest) are refused."""
+    when = _parse_date(value, tz)
+    try:
+        in_range = 1900 <= when.astimezone(UTC).year <= 9998
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(f"{value!s} is outside the years 1900 to 9998")
+    return when
+
+
+def _parse_date(value: object, tz: ZoneInfo) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=tz)
     if isinstance(value, date):
