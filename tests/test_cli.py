@@ -211,3 +211,16 @@ def test_a_date_at_the_end_of_the_calendar_rejects_that_post_only(site, date):
         assert re.search(r"edge\.md:3: error: the date .* is outside the years 1900 to 9998", result.output), \
             result.output
     assert len(feedparser.parse((site.feeds / "all.atom.xml").read_bytes()).entries) == 10, "the others published"
+
+
+def test_a_symlink_loop_in_the_posts_folder_is_walked_once(site):
+    """`ln -s .. posts/up` (or a link to the folder itself) must not send the scan round until the system gives
+    up with "too many levels of symbolic links"; a link to another folder is still followed."""
+    (site.posts / "again").symlink_to(".")
+    (site.posts / "sub").mkdir()
+    (site.posts / "sub" / "up").symlink_to("..")
+    (site.posts / "broken.md").symlink_to(site.root / "nowhere.md")
+    check = site.run("check")
+    assert check.exit_code == 0 and "12 post(s) checked" in check.output, check.output
+    result = site.run("--now", "2026-06-01T00:00")
+    assert result.exit_code == 0 and "Published 10 new post(s)" in result.output, result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import math
@@ -108,30 +109,42 @@ def site_posts(cfg: Config) -> list[SourceFile]:
     return scan_posts(folder, cfg.posts.patterns)
 
 
+UNRESOLVED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # gone meanwhile, not a folder, a link going nowhere
+
+
 def scan_posts(folder: Path, patterns: tuple[str, ...]) -> list[SourceFile]:
-    """Every post file below `folder` matching a pattern, hidden files and folders skipped, sorted by key."""
+    """Every post file below `folder` matching a pattern, hidden files and folders skipped, sorted by key.
+    Linked folders are followed, except one that leads back to a folder the walk is already inside (a loop)."""
     matches = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
     found: list[SourceFile] = []
-    pending = [("", str(folder))]
+    pending: list[tuple[str, str, frozenset[tuple[int, int]]]] = [("", str(folder), frozenset())]
     while pending:
-        prefix, directory = pending.pop()
+        prefix, directory, above = pending.pop()
         try:
+            st = os.stat(directory)
             entries = os.scandir(directory)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
+        except OSError as exc:
+            if exc.errno in UNRESOLVED:
+                continue
+            raise  # unreadable: better no pass than feeds emptied of that folder's posts
+        here = above | {(st.st_dev, st.st_ino)}
+        if len(here) == len(above):
+            entries.close()
+            continue  # a link back up the tree: walked already
         with entries:
             for entry in entries:
                 name = entry.name
                 if name[0] == ".":
                     continue
-                if matches(name) and entry.is_file():
-                    try:
+                try:
+                    if matches(name) and entry.is_file():
                         st = entry.stat()
-                    except OSError:
-                        continue
-                    found.append(SourceFile(prefix + name, entry.path, st.st_size, st.st_mtime_ns))
-                elif name[0] != "_" and entry.is_dir():
-                    pending.append((f"{prefix}{name}/", entry.path))
+                        found.append(SourceFile(prefix + name, entry.path, st.st_size, st.st_mtime_ns))
+                    elif name[0] != "_" and entry.is_dir():
+                        pending.append((f"{prefix}{name}/", entry.path, here))
+                except OSError as exc:
+                    if exc.errno not in UNRESOLVED:
+                        raise
     found.sort()
     return found
 
