@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import feedparser
@@ -224,3 +225,36 @@ def test_a_symlink_loop_in_the_posts_folder_is_walked_once(site):
     assert check.exit_code == 0 and "12 post(s) checked" in check.output, check.output
     result = site.run("--now", "2026-06-01T00:00")
     assert result.exit_code == 0 and "Published 10 new post(s)" in result.output, result.output
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from publisher.app import App
+from publisher.config import load_config
+from publisher.errors import PublisherError
+app = App(load_config(sys.argv[1]))
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+try:
+    app.open_store().close()
+except PublisherError as exc:
+    sys.exit(f"{exc}")
+"""
+
+
+def test_processes_creating_the_state_database_together_all_get_it(site, tmp_path):
+    """`publish serve` and `publish web` started together on a new install (systemd at boot) both create the
+    schema: the one that comes second must find it made, not fail with 'table meta already exists'."""
+    for round_ in range(4):
+        shutil.rmtree(site.db.parent, ignore_errors=True)
+        go = tmp_path / f"go{round_}"
+        procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(site.config), str(go)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        time.sleep(1.0)  # every process imported and waiting at the line
+        go.touch()
+        outs = [p.communicate(timeout=60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), (round_, [err for _, err in outs if err])
+    listed = site.run("subscribers", "list")
+    assert listed.exit_code == 0

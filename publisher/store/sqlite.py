@@ -237,6 +237,8 @@ class SQLiteStore:
             self.conn.close()
             self.conn = memory
         with self.transaction():
+            # again, under the write lock: a process opening a new database at the same time may have done it
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):
                     if statement.strip():
