@@ -92,11 +92,30 @@ class StoreError(PublisherError):
 
 
 class TransportError(PublisherError):
-    """The transport cannot go on (bad credentials, unreachable server); `results` holds what was settled."""
+    """The transport cannot go on (bad credentials, unreachable server, provider down or throttling); `results`
+    holds what was settled before. Nothing else was delivered, except when `maybe_sent`: a request went
+    unanswered and a transport with an idempotency key may replay it."""
 
-    def __init__(self, message: str, results: list | None = None, hint: str = "") -> None:
+    def __init__(self, message: str, results: list | None = None, hint: str = "", maybe_sent: bool = False) -> None:
         super().__init__(message, hint)
         self.results = results or []
+        self.maybe_sent = maybe_sent
+
+
+class Interrupted(TransportError):
+    """A stop was asked for (SIGTERM, Ctrl-C, a lost lease) while the transport waited to retry."""
+
+    def __init__(self, maybe_sent: bool = False) -> None:
+        super().__init__("stopped while waiting to retry", maybe_sent=maybe_sent)
+
+
+class ClaimLost(PublisherError):
+    """This sender no longer holds the lease or the claim it acts under: another sender took over."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"stopped sending: {what}",
+                         "another publisher took over this digest (this process lost its lock, e.g. paused or "
+                         "stalled past [serve] lease_seconds); it carries on, nothing more is sent from here")
 
 
 class LeaseHeld(PublisherError):

@@ -104,6 +104,7 @@ class Digest(NamedTuple):
     subject: str
     posts: tuple[str, ...]
     status: str  # sending, done or missed
+    created: str = ""  # when the digest was first created (the run's time, ISO 8601 UTC)
 
 
 class LedgerEntry(NamedTuple):
@@ -113,6 +114,7 @@ class LedgerEntry(NamedTuple):
     attempts: int
     message_id: str | None
     batch_key: str | None
+    updated: str = ""  # when the row last changed (after a refusal: when it was refused)
 
 
 class Outcome(NamedTuple):
@@ -129,11 +131,63 @@ class Problem(NamedTuple):
     state: str
     attempts: int
     error: str
+    provider_id: str = ""
 
 
 class LeaseInfo(NamedTuple):
     owner: str
     expires: str
+    fence: int = 0
+
+
+class LeaseGrant(NamedTuple):
+    """The answer to taking a lease: taken or not, who holds it now, until when, and its fencing token."""
+
+    taken: bool
+    owner: str
+    expires: str
+    fence: int
+
+
+class Holder(NamedTuple):
+    """Who acts on the ledger: the lease they hold (name, owner) and the fencing token it was granted with.
+    Every claim and every batch about to be sent is checked against it in the same statement."""
+
+    lease: str
+    owner: str
+    fence: int
+
+
+class NewBatch(NamedTuple):
+    """One provider request, frozen before it is made: its idempotency key and its members
+    (subscriber id, Message-ID), in request order."""
+
+    key: str
+    members: tuple[tuple[int, str], ...]
+
+
+class Claim(NamedTuple):
+    """A batch held by one sender: state changes carry `fence` and are refused once another sender holds it.
+    `created` is when the batch was frozen (its messages are rebuilt as of then, so a replay is identical);
+    `maybe_sent` when a request for it first went unanswered (only an idempotent replay may follow)."""
+
+    batch_id: int
+    digest_id: int
+    fence: int
+    key: str
+    created: str
+    maybe_sent: str | None = None
+
+
+class InDoubt(NamedTuple):
+    """A ledger row whose message may or may not have been accepted, with what the provider can be asked by."""
+
+    subscriber_id: int
+    email: str
+    message_id: str
+    provider_id: str
+    batch_key: str
+    tried: str  # when the request was last made (ISO 8601 UTC)
 
 
 class RunInfo(NamedTuple):
@@ -223,21 +277,35 @@ class SharedStore(Protocol):
     def digest_for(self, period_end: str) -> Digest | None: ...
     def latest_digest(self) -> Digest | None: ...
     def create_digest(self, start: str, end: str, subject: str, keys: list[str], now: str) -> Digest: ...
+    def unfinished_digests(self) -> list[Digest]: ...
     def mark_missed(self, start: str, end: str, now: str) -> None: ...
     def forget_missed(self, period_end: str) -> None: ...
     def finish_digest(self, digest_id: int) -> None: ...
-    def recover_sending(self, digest_id: int, idempotent: bool, now: str) -> int: ...
     def pending_entries(self, digest_id: int, after: int, limit: int) -> list[LedgerEntry]: ...
-    def mark_sending(self, digest_id: int, rows: list[tuple[int, str, str]], now: str) -> None: ...
-    def settle(self, digest_id: int, outcomes: list[Outcome], now: str) -> None: ...
+    def settle(self, digest_id: int, outcomes: list[Outcome], holder: Holder, now: datetime) -> None: ...
     def ledger_counts(self, digest_id: int) -> dict[str, int]: ...
-    def ledger_problems(self, digest_id: int, limit: int = 1000) -> list[Problem]: ...
+    def ledger_problems(self, digest_id: int, limit: int | None = 1000) -> list[Problem]: ...
     def skip_reasons(self, digest_id: int) -> dict[str, int]: ...
+
+    # batches: one provider request each, frozen before it is made, claimed with a fencing token
+    def recover_batches(self, digest_id: int, holder: Holder, idempotent: bool, replay_since: datetime | None,
+                        now: datetime) -> int: ...
+    def freeze_batches(self, digest_id: int, batches: list[NewBatch], holder: Holder, created: str,
+                       now: datetime) -> list[Claim]: ...
+    def claim_batch(self, digest_id: int, holder: Holder, now: datetime) -> Claim | None: ...
+    def batch_members(self, batch_id: int) -> list[LedgerEntry]: ...
+    def start_batch(self, claim: Claim, holder: Holder, now: datetime) -> None: ...
+    def settle_batch(self, claim: Claim, outcomes: list[Outcome], now: datetime, reopen: bool = False,
+                     maybe_sent: bool = False) -> None: ...
+    def give_up(self, digest_id: int, reason: str, now: datetime) -> int: ...
+    def reopen(self, digest_id: int, state: str, now: str) -> int: ...
+    def in_doubt(self, digest_id: int) -> list[InDoubt]: ...
+    def resolve(self, digest_id: int, outcomes: list[Outcome], now: str) -> None: ...
 
     # leases
     def take_lease(self, name: str, owner: str, now: datetime, seconds: float,
-                   dead_owner: str | None = None) -> tuple[bool, str, str]: ...
-    def drop_lease(self, name: str, owner: str) -> None: ...
+                   dead_owner: str | None = None) -> LeaseGrant: ...
+    def drop_lease(self, name: str, owner: str, now: datetime) -> None: ...
     def lease(self, name: str) -> LeaseInfo | None: ...
 
     # the subscription pages: rate limits and pending sign-ups (all web state lives here, none in a process)

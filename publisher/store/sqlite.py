@@ -10,15 +10,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import ClaimLost, StoreError
 from ..files import PRIVATE_DIR, PRIVATE_FILE, make_dirs
 from .base import (
+    Claim,
     Digest,
     FeedMove,
     FeedRecord,
     FeedSlug,
+    Holder,
+    InDoubt,
+    LeaseGrant,
     LeaseInfo,
     LedgerEntry,
+    NewBatch,
     NewPublished,
     Outcome,
     PendingConfirmation,
@@ -135,6 +140,26 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX websub_pings_due ON websub_pings (state, next_attempt);
     """,
+    """
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        digest_id INTEGER NOT NULL REFERENCES digests (id),
+        idempotency_key TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'sending', 'done')),
+        created TEXT NOT NULL,
+        owner TEXT,
+        claim_until TEXT,
+        fence INTEGER NOT NULL DEFAULT 0,
+        tries INTEGER NOT NULL DEFAULT 0,
+        tried TEXT,
+        maybe_sent TEXT
+    );
+    CREATE INDEX batches_live ON batches (digest_id, state, id) WHERE state <> 'done';
+    CREATE INDEX batches_claimed ON batches (owner) WHERE state <> 'done';
+    ALTER TABLE ledger ADD COLUMN batch_id INTEGER REFERENCES batches (id);
+    CREATE INDEX ledger_batch ON ledger (batch_id, subscriber_id);
+    ALTER TABLE leases ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -151,8 +176,17 @@ def _subscriber(row: tuple | None) -> Subscriber | None:
 def _digest(row: tuple | None) -> Digest | None:
     if row is None:
         return None
-    digest_id, start, end, subject, posts, status = row
-    return Digest(digest_id, start, end, subject, tuple(json.loads(posts)), status)
+    digest_id, start, end, subject, posts, status, created = row
+    return Digest(digest_id, start, end, subject, tuple(json.loads(posts)), status, created)
+
+
+def _ts(when: datetime) -> str:
+    """A UTC time as stored where times are compared in SQL (leases, claims): one fixed width, so text order
+    is time order."""
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+INTERRUPTED = "interrupted while its request was in flight: it may or may not have been delivered"
 
 
 def _categories(values: Iterable[str]) -> str:
@@ -535,13 +569,18 @@ class SQLiteStore:
         return dict(self._all("SELECT status, COUNT(*) FROM subscribers GROUP BY status"))  # type: ignore[arg-type]
 
     # -- digests and the send ledger ---------------------------------------------------------------------
-    _DIGEST_COLUMNS = "id, period_start, period_end, subject, posts, status"
+    _DIGEST_COLUMNS = "id, period_start, period_end, subject, posts, status, created"
 
     def digest_for(self, period_end: str) -> Digest | None:
         return _digest(self._one(f"SELECT {self._DIGEST_COLUMNS} FROM digests WHERE period_end = ?", (period_end,)))
 
     def latest_digest(self) -> Digest | None:
         return _digest(self._one(f"SELECT {self._DIGEST_COLUMNS} FROM digests ORDER BY period_end DESC LIMIT 1"))
+
+    def unfinished_digests(self) -> list[Digest]:
+        """Digests still being sent (resumed by every pass until they are done or given up), oldest first."""
+        return [_digest(row) for row in self._all(  # type: ignore[misc]
+            f"SELECT {self._DIGEST_COLUMNS} FROM digests WHERE status = 'sending' ORDER BY period_end")]
 
     def create_digest(self, start: str, end: str, subject: str, keys: list[str], now: str) -> Digest:
         """The digest row and one pending ledger row per active subscriber, in one transaction; if another
@@ -557,46 +596,56 @@ class SQLiteStore:
                               "SELECT ?, id, email, ? FROM subscribers WHERE status = 'active'", (row[0], now))
         return _digest(row)  # type: ignore[return-value]
 
-    def recover_sending(self, digest_id: int, idempotent: bool, now: str) -> int:
-        """Rows left 'sending' by a crash: back to pending (idempotent transports) or 'unknown'."""
-        state, error = ("pending", None) if idempotent else (
-            "unknown", "interrupted while sending: the message may or may not have been delivered")
-        return self._write("UPDATE ledger SET state = ?, last_error = COALESCE(?, last_error), updated = ? "
-                           "WHERE digest_id = ? AND state = 'sending'", (state, error, now, digest_id))
+    _ENTRY_COLUMNS = ("l.subscriber_id, COALESCE(s.email, l.email), COALESCE(s.name, ''), "
+                      "COALESCE(s.categories, '[]'), COALESCE(s.status, 'deleted'), s.joined, l.attempts, "
+                      "l.message_id, l.batch_key, l.updated FROM ledger l "
+                      "LEFT JOIN subscribers s ON s.id = l.subscriber_id")
 
-    def pending_entries(self, digest_id: int, after: int, limit: int) -> list[LedgerEntry]:
-        """Pending rows after subscriber id `after`, in id order, with each subscriber as they are now."""
-        rows = self._all(
-            "SELECT l.subscriber_id, COALESCE(s.email, l.email), COALESCE(s.name, ''), COALESCE(s.categories, '[]'), "
-            "COALESCE(s.status, 'deleted'), s.joined, l.attempts, l.message_id, l.batch_key FROM ledger l "
-            "LEFT JOIN subscribers s ON s.id = l.subscriber_id "
-            "WHERE l.digest_id = ? AND l.state = 'pending' AND l.subscriber_id > ? "
-            "ORDER BY l.subscriber_id LIMIT ?", (digest_id, after, limit))
+    @staticmethod
+    def _entries(rows: list[tuple]) -> list[LedgerEntry]:
         return [LedgerEntry(Subscriber(sid, email, name, tuple(json.loads(cats)), status, joined or ""), *rest)
                 for sid, email, name, cats, status, joined, *rest in rows]
 
-    def mark_sending(self, digest_id: int, rows: list[tuple[int, str, str]], now: str) -> None:
-        """Commit 'sending' (attempts + 1, Message-ID, batch key) before the transport is called."""
-        self._write_many("UPDATE ledger SET state = 'sending', attempts = attempts + 1, message_id = ?, "
-                         "batch_key = ?, updated = ? WHERE digest_id = ? AND subscriber_id = ?",
-                         ((mid, batch, now, digest_id, sid) for sid, mid, batch in rows))
+    def pending_entries(self, digest_id: int, after: int, limit: int) -> list[LedgerEntry]:
+        """Pending rows not yet frozen into a batch, after subscriber id `after`, in id order, with each
+        subscriber as they are now."""
+        return self._entries(self._all(
+            f"SELECT {self._ENTRY_COLUMNS} WHERE l.digest_id = ? AND l.state = 'pending' AND l.batch_id IS NULL "
+            "AND l.subscriber_id > ? ORDER BY l.subscriber_id LIMIT ?", (digest_id, after, limit)))
 
-    def settle(self, digest_id: int, outcomes: list[Outcome], now: str) -> None:
-        """Record outcomes."""
-        self._write_many("UPDATE ledger SET state = ?, provider_id = COALESCE(NULLIF(?, ''), provider_id), "
-                         "last_error = NULLIF(?, ''), updated = ? WHERE digest_id = ? AND subscriber_id = ?",
-                         ((o.state, o.provider_id, o.error, now, digest_id, o.subscriber_id) for o in outcomes))
+    def _guard(self, holder: Holder, now: datetime) -> str:
+        """Inside a transaction: check the lease this sender acts under; its expiry, or ClaimLost when another
+        sender holds it now or it ran out. (SQLite's write lock, taken by BEGIN IMMEDIATE, keeps the lease
+        from changing until the transaction ends; a server database reads the row FOR SHARE.)"""
+        row = self.conn.execute(
+            "SELECT expires FROM leases WHERE name = ? AND owner = ? AND fence = ? AND expires > ?",
+            (holder.lease, holder.owner, holder.fence, _ts(now))).fetchone()
+        if row is None:
+            raise ClaimLost("this process no longer holds the lock it was sending under")
+        return row[0]
+
+    def settle(self, digest_id: int, outcomes: list[Outcome], holder: Holder, now: datetime) -> None:
+        """Record outcomes decided before any request (skipped, given up) for rows not in a batch."""
+        with self.transaction():
+            self._guard(holder, now)
+            self.conn.executemany(
+                "UPDATE ledger SET state = ?, provider_id = COALESCE(NULLIF(?, ''), provider_id), "
+                "last_error = NULLIF(?, ''), updated = ? WHERE digest_id = ? AND subscriber_id = ? "
+                "AND state = 'pending' AND batch_id IS NULL",
+                [(o.state, o.provider_id, o.error, _ts(now), digest_id, o.subscriber_id) for o in outcomes])
 
     def ledger_counts(self, digest_id: int) -> dict[str, int]:
         return dict(self._all("SELECT state, COUNT(*) FROM ledger WHERE digest_id = ? GROUP BY state",  # type: ignore
                               (digest_id,)))
 
-    def ledger_problems(self, digest_id: int, limit: int = 1000) -> list[Problem]:
-        """Failed, unknown and retrying rows."""
-        return [Problem(*row) for row in self._all(
-            "SELECT email, state, attempts, COALESCE(last_error, '') FROM ledger WHERE digest_id = ? AND "
-            "(state IN ('failed', 'unknown') OR (state = 'pending' AND attempts > 0)) ORDER BY email LIMIT ?",
-            (digest_id, limit))]
+    def ledger_problems(self, digest_id: int, limit: int | None = 1000) -> list[Problem]:
+        """Failed, unknown and retrying rows (every one when `limit` is None)."""
+        sql = ("SELECT email, state, attempts, COALESCE(last_error, ''), COALESCE(provider_id, '') FROM ledger "
+               "WHERE digest_id = ? AND (state IN ('failed', 'unknown') OR (state = 'pending' AND attempts > 0)) "
+               "ORDER BY email")
+        if limit is None:
+            return [Problem(*row) for row in self._all(sql, (digest_id,))]
+        return [Problem(*row) for row in self._all(sql + " LIMIT ?", (digest_id, limit))]
 
     def skip_reasons(self, digest_id: int) -> dict[str, int]:
         return dict(self._all("SELECT COALESCE(last_error, ''), COUNT(*) FROM ledger WHERE digest_id = ? "  # type: ignore
@@ -614,24 +663,221 @@ class SQLiteStore:
     def finish_digest(self, digest_id: int) -> None:
         self._write("UPDATE digests SET status = 'done' WHERE id = ?", (digest_id,))
 
+    # -- batches: one provider request each, frozen before it is made ------------------------------------
+    # A batch is claimed by one sender at a time (owner, claim_until = its lease's expiry, fence). Every
+    # change of a batch says `WHERE id = ? AND fence = ?`, and the fence grows whenever the batch changes
+    # hands, so a sender that lost it (paused, stalled, partitioned) finds its writes refused and stops.
+
+    def recover_batches(self, digest_id: int, holder: Holder, idempotent: bool, replay_since: datetime | None,
+                        now: datetime) -> int:
+        """Batches whose request was in flight when their sender stopped (their claim expired, or it is
+        `holder`'s own from an earlier run): replayed later with the same idempotency key (idempotent
+        transports, while the provider still remembers the key: tried after `replay_since`), else their
+        messages are 'unknown'. Rows left 'sending' by an older version too."""
+        stamp = _ts(now)
+        stale = "digest_id = ? AND state = 'sending' AND (claim_until IS NULL OR claim_until < ? OR owner = ?)"
+        with self.transaction():
+            self._guard(holder, now)
+            reopened: list[tuple] = []
+            if idempotent:
+                reopened = self.conn.execute(
+                    "UPDATE batches SET state = 'open', owner = NULL, claim_until = NULL, fence = fence + 1, "
+                    f"maybe_sent = COALESCE(maybe_sent, tried) WHERE {stale} AND COALESCE(maybe_sent, tried, '') > ? "
+                    "RETURNING id", (digest_id, stamp, holder.owner, _ts(replay_since) if replay_since else "")
+                ).fetchall()
+                self.conn.executemany("UPDATE ledger SET state = 'pending', updated = ? "
+                                      "WHERE batch_id = ? AND state = 'sending'", [(stamp, i) for (i,) in reopened])
+            closed = self.conn.execute(
+                "UPDATE batches SET state = 'done', owner = NULL, claim_until = NULL, fence = fence + 1 "
+                f"WHERE {stale} RETURNING id", (digest_id, stamp, holder.owner)).fetchall()
+            # put back after an unanswered request, but the provider no longer remembers its key
+            cutoff = (_ts(replay_since) if replay_since else "") if idempotent else "9"
+            closed += self.conn.execute(
+                "UPDATE batches SET state = 'done', owner = NULL, claim_until = NULL, fence = fence + 1 "
+                "WHERE digest_id = ? AND state = 'open' AND maybe_sent IS NOT NULL AND maybe_sent <= ? "
+                "AND (claim_until IS NULL OR claim_until < ? OR owner = ?) RETURNING id",
+                (digest_id, cutoff, stamp, holder.owner)).fetchall()
+            self.conn.executemany("UPDATE ledger SET state = 'unknown', last_error = ?, updated = ? "
+                                  "WHERE batch_id = ? AND state IN ('pending', 'sending')",
+                                  [(INTERRUPTED, stamp, i) for (i,) in closed])
+            legacy = ("pending", None) if idempotent else ("unknown", INTERRUPTED)
+            self.conn.execute("UPDATE ledger SET state = ?, last_error = COALESCE(?, last_error), updated = ? "
+                              "WHERE digest_id = ? AND state = 'sending' AND batch_id IS NULL",
+                              (*legacy, stamp, digest_id))
+        return len(reopened) + len(closed)
+
+    def freeze_batches(self, digest_id: int, batches: list[NewBatch], holder: Holder, created: str,
+                       now: datetime) -> list[Claim]:
+        """Write each batch (its key and exact membership) before its request is made, claimed by `holder`;
+        all or none: ClaimLost if another sender froze one of these rows first."""
+        stamp = _ts(now)
+        claims = []
+        with self.transaction():
+            until = self._guard(holder, now)
+            for batch in batches:
+                (batch_id,) = self.conn.execute(
+                    "INSERT INTO batches (digest_id, idempotency_key, created, owner, claim_until, fence) "
+                    "VALUES (?, ?, ?, ?, ?, 1) RETURNING id",
+                    (digest_id, batch.key, created, holder.owner, until)).fetchone()
+                changed = self.conn.executemany(
+                    "UPDATE ledger SET batch_id = ?, message_id = ?, updated = ? WHERE digest_id = ? "
+                    "AND subscriber_id = ? AND state = 'pending' AND batch_id IS NULL",
+                    [(batch_id, mid, stamp, digest_id, sid) for sid, mid in batch.members]).rowcount
+                if changed != len(batch.members):
+                    raise ClaimLost("another sender froze some of these messages into its own batch")
+                claims.append(Claim(batch_id, digest_id, 1, batch.key, created))
+        return claims
+
+    def claim_batch(self, digest_id: int, holder: Holder, now: datetime) -> Claim | None:
+        """Claim the oldest frozen batch that nobody holds (never sent, or put back after an outage or an
+        unanswered idempotent request; or left by `holder` itself in an earlier run): one statement, the
+        fence grows."""
+        with self.transaction():
+            until = self._guard(holder, now)
+            row = self.conn.execute(
+                "UPDATE batches SET owner = ?, claim_until = ?, fence = fence + 1 WHERE id = ("
+                "SELECT id FROM batches WHERE digest_id = ? AND state = 'open' "
+                "AND (claim_until IS NULL OR claim_until < ? OR owner = ?) ORDER BY id LIMIT 1) "
+                "RETURNING id, digest_id, fence, idempotency_key, created, maybe_sent",
+                (holder.owner, until, digest_id, _ts(now), holder.owner)).fetchone()
+        return Claim(*row) if row else None
+
+    def batch_members(self, batch_id: int) -> list[LedgerEntry]:
+        """The rows frozen into a batch, in request order, with each subscriber as they are now."""
+        return self._entries(self._all(
+            f"SELECT {self._ENTRY_COLUMNS} WHERE l.batch_id = ? AND l.state IN ('pending', 'sending') "
+            "ORDER BY l.subscriber_id", (batch_id,)))
+
+    def start_batch(self, claim: Claim, holder: Holder, now: datetime) -> None:
+        """Mark the batch and exactly its messages 'sending', committed before the request is made; refused
+        (ClaimLost) unless this sender still holds both the lease and the batch."""
+        stamp = _ts(now)
+        with self.transaction():
+            self._guard(holder, now)
+            changed = self.conn.execute(
+                "UPDATE batches SET state = 'sending', tries = tries + 1, tried = ? WHERE id = ? AND fence = ? "
+                "AND state = 'open'", (stamp, claim.batch_id, claim.fence)).rowcount
+            if changed != 1:
+                raise ClaimLost(f"batch {claim.key} was taken over by another sender")
+            self.conn.execute("UPDATE ledger SET state = 'sending', updated = ? WHERE batch_id = ? "
+                              "AND state = 'pending'", (stamp, claim.batch_id))
+
+    def settle_batch(self, claim: Claim, outcomes: list[Outcome], now: datetime, reopen: bool = False,
+                     maybe_sent: bool = False) -> None:
+        """Record a request's answer: each outcome counts one attempt ('pending' ones leave the batch, to be
+        sent in a new one); without `reopen` there is an outcome for every member. Then the batch is done,
+        or with `reopen` it is put back, unclaimed, for the same request to be made again (after an outage,
+        or with `maybe_sent` an unanswered idempotent request). Refused (ClaimLost) if another sender holds
+        the batch now."""
+        stamp = _ts(now)
+        with self.transaction():
+            if reopen:
+                changed = self.conn.execute(
+                    "UPDATE batches SET state = 'open', owner = NULL, claim_until = NULL, fence = fence + 1, "
+                    "maybe_sent = COALESCE(maybe_sent, ?) WHERE id = ? AND fence = ?",
+                    (stamp if maybe_sent else None, claim.batch_id, claim.fence)).rowcount
+            else:
+                changed = self.conn.execute(
+                    "UPDATE batches SET state = 'done', owner = NULL, claim_until = NULL WHERE id = ? AND fence = ?",
+                    (claim.batch_id, claim.fence)).rowcount
+            if changed != 1:
+                raise ClaimLost(f"batch {claim.key} was taken over by another sender")
+            settled = "WHERE batch_id = ? AND subscriber_id = ? AND state IN ('pending', 'sending')"
+            self.conn.executemany(  # batch_id is left alone here: rewriting an indexed column costs
+                "UPDATE ledger SET state = ?, provider_id = COALESCE(NULLIF(?, ''), provider_id), "
+                "last_error = NULLIF(?, ''), attempts = attempts + CASE WHEN ? = 'skipped' THEN 0 ELSE 1 END, "
+                f"updated = ? {settled}",
+                [(o.state, o.provider_id, o.error, o.state, stamp, claim.batch_id, o.subscriber_id)
+                 for o in outcomes if o.state != "pending"])
+            self.conn.executemany(  # refused for now: out of the batch, sent later in a new one
+                f"UPDATE ledger SET state = 'pending', last_error = NULLIF(?, ''), attempts = attempts + 1, "
+                f"updated = ?, batch_id = NULL {settled}",
+                [(o.error, stamp, claim.batch_id, o.subscriber_id) for o in outcomes if o.state == "pending"])
+            if reopen:  # the members without an outcome wait for the same request again
+                self.conn.execute("UPDATE ledger SET state = 'pending', updated = ? WHERE batch_id = ? "
+                                  "AND state = 'sending'", (stamp, claim.batch_id))
+
+    def give_up(self, digest_id: int, reason: str, now: datetime) -> int:
+        """Stop trying a digest: rows not yet sent are 'failed' with `reason`, the digest is done."""
+        stamp = _ts(now)
+        with self.transaction():
+            count = self.conn.execute("UPDATE ledger SET state = 'failed', last_error = ?, updated = ? "
+                                      "WHERE digest_id = ? AND state = 'pending'", (reason, stamp, digest_id)).rowcount
+            self.conn.execute("UPDATE batches SET state = 'done', owner = NULL, claim_until = NULL "
+                              "WHERE digest_id = ? AND state = 'open'", (digest_id,))
+            self.conn.execute("UPDATE digests SET status = 'done' WHERE id = ?", (digest_id,))
+        return count
+
+    def reopen(self, digest_id: int, state: str, now: str) -> int:
+        """The operator's decision: rows 'unknown' or 'failed' become pending again (out of their batch, with
+        their attempts reset), and the digest is sent again; how many."""
+        if state not in ("unknown", "failed"):
+            raise ValueError(state)
+        with self.transaction():
+            count = self.conn.execute(
+                "UPDATE ledger SET state = 'pending', batch_id = NULL, attempts = 0, updated = ? "
+                "WHERE digest_id = ? AND state = ?", (now, digest_id, state)).rowcount
+            if count:
+                self.conn.execute("UPDATE digests SET status = 'sending' WHERE id = ?", (digest_id,))
+        return count
+
+    def in_doubt(self, digest_id: int) -> list[InDoubt]:
+        """The 'unknown' rows, with the batch key and time of the request that may have delivered them."""
+        return [InDoubt(*row) for row in self._all(
+            "SELECT l.subscriber_id, l.email, COALESCE(l.message_id, ''), COALESCE(l.provider_id, ''), "
+            "COALESCE(b.idempotency_key, ''), COALESCE(b.tried, l.updated) FROM ledger l "
+            "LEFT JOIN batches b ON b.id = l.batch_id WHERE l.digest_id = ? AND l.state = 'unknown' "
+            "ORDER BY l.batch_id, l.subscriber_id", (digest_id,))]
+
+    def resolve(self, digest_id: int, outcomes: list[Outcome], now: str) -> None:
+        """What the provider said of 'unknown' rows: 'sent', or 'pending' (never accepted: sent again)."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE ledger SET state = ?, provider_id = COALESCE(NULLIF(?, ''), provider_id), "
+                "last_error = NULLIF(?, ''), updated = ?, batch_id = CASE WHEN ? = 'pending' THEN NULL ELSE "
+                "batch_id END, attempts = CASE WHEN ? = 'pending' THEN 0 ELSE attempts END "
+                "WHERE digest_id = ? AND subscriber_id = ? AND state = 'unknown'",
+                [(o.state, o.provider_id, o.error, now, o.state, o.state, digest_id, o.subscriber_id)
+                 for o in outcomes])
+            if any(o.state == "pending" for o in outcomes):
+                self.conn.execute("UPDATE digests SET status = 'sending' WHERE id = ?", (digest_id,))
+
     # -- the lease: one publisher at a time --------------------------------------------------------------
     def take_lease(self, name: str, owner: str, now: datetime, seconds: float,
-                   dead_owner: str | None = None) -> tuple[bool, str, str]:
-        """Take or renew the lease unless another owner holds an unexpired one; (taken, holder, expires).
-        `dead_owner` names a holder known to be gone, whose lease may be taken at once."""
-        expires = (now + timedelta(seconds=seconds)).isoformat()
+                   dead_owner: str | None = None) -> LeaseGrant:
+        """Take or renew the lease unless another owner holds an unexpired one: one statement. The fencing
+        token grows whenever the lease changes hands; a renewal also extends the owner's claims.
+        `dead_owner` names a holder known to be gone, whose lease and claims may be taken at once."""
+        stamp, expires = _ts(now), _ts(now + timedelta(seconds=seconds))
         with self.transaction():
-            row = self._one("SELECT owner, expires FROM leases WHERE name = ?", (name,))
-            if row and row[0] not in (owner, dead_owner) and datetime.fromisoformat(row[1]) > now:
-                return False, row[0], row[1]
-            self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, owner, expires))
-        return True, owner, expires
+            row = self.conn.execute(
+                "INSERT INTO leases (name, owner, expires, fence) VALUES (?, ?, ?, 1) ON CONFLICT (name) DO UPDATE "
+                "SET fence = CASE WHEN leases.owner = excluded.owner THEN leases.fence ELSE leases.fence + 1 END, "
+                "owner = excluded.owner, expires = excluded.expires "
+                "WHERE leases.owner = excluded.owner OR leases.expires <= ? OR leases.owner = ? RETURNING fence",
+                (name, owner, expires, stamp, dead_owner or "")).fetchone()
+            if row is None:
+                held = self.conn.execute("SELECT owner, expires, fence FROM leases WHERE name = ?",
+                                         (name,)).fetchone()
+                return LeaseGrant(False, *held)
+            if dead_owner:
+                self.conn.execute("UPDATE batches SET claim_until = ? WHERE owner = ? AND state <> 'done'",
+                                  (stamp, dead_owner))
+            self.conn.execute("UPDATE batches SET claim_until = ? WHERE owner = ? AND state <> 'done'",
+                              (expires, owner))
+        return LeaseGrant(True, owner, expires, row[0])
 
-    def drop_lease(self, name: str, owner: str) -> None:
-        self._write("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+    def drop_lease(self, name: str, owner: str, now: datetime) -> None:
+        """Let the lease go (it expires now; the row stays so its fencing token keeps growing), and with it
+        the owner's claims: a batch left in flight is recovered by the next sender at once."""
+        stamp = _ts(now)
+        with self.transaction():
+            self.conn.execute("UPDATE leases SET expires = ? WHERE name = ? AND owner = ?", (stamp, name, owner))
+            self.conn.execute("UPDATE batches SET claim_until = ? WHERE owner = ? AND state <> 'done'",
+                              (stamp, owner))
 
     def lease(self, name: str) -> LeaseInfo | None:
-        row = self._one("SELECT owner, expires FROM leases WHERE name = ?", (name,))
+        row = self._one("SELECT owner, expires, fence FROM leases WHERE name = ?", (name,))
         return LeaseInfo(*row) if row else None
 
     # -- the subscription pages: rate limits and pending sign-ups --------------------------------------
