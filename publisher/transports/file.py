@@ -6,12 +6,13 @@ signed unsubscribe and preferences links."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..files import PRIVATE_FILE, write_if_changed
 from ..message import Outgoing
-from .base import SENT, SendResult, TransportError
+from .base import SENT, SendResult, TransportError, chunks
 
 
 class FileTransport:
@@ -20,12 +21,16 @@ class FileTransport:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.sleep = time.sleep
+
+    def requests(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, ...]]:
+        return chunks(messages, self.batch_size)
 
     def path_for(self, message: Outgoing) -> Path:
         stem = re.sub(r"[^A-Za-z0-9.@_-]+", "_", message.message_id.strip("<>"))
         return self.folder / f"{stem}.eml"
 
-    def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+    def send(self, messages: Sequence[Outgoing], key: str = "") -> list[SendResult]:
         results: list[SendResult] = []
         for message in messages:
             path = self.path_for(message)

@@ -2,7 +2,8 @@
 
 Credentials and region are found the way AWS tools find them (environment, shared config and credentials
 files, `[ses] profile`, instance roles). botocore's own retries are off; throttling and 5xx are retried here
-with our backoff, message rejections are `failed`, and credential or account problems stop the send.
+with our backoff and then stop the send (the message stays pending, nobody is charged an attempt), message
+rejections are `failed`, and credential or account problems stop the send.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 from ..config import SesConfig
 from ..message import Outgoing
-from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff
+from .base import FAILED, SENT, UNKNOWN, SendResult, TransportError, backoff, chunks
 
 RETRY_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException", "LimitExceededException",
                "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerError",
@@ -55,7 +56,10 @@ class SESTransport:
                 raise TransportError(f"cannot set up Amazon SES: {exc}", hint=_setup_hint(exc)) from None
         return self.client
 
-    def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+    def requests(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, ...]]:
+        return chunks(messages, 1)
+
+    def send(self, messages: Sequence[Outgoing], key: str = "") -> list[SendResult]:
         results: list[SendResult] = []
         for message in messages:
             try:
@@ -109,7 +113,9 @@ class SESTransport:
                 raise TransportError(f"cannot send through Amazon SES: {exc}", hint=_setup_hint(exc)) from None
             if attempt <= self.cfg.retries:
                 self.sleep(backoff(attempt, self.cfg.retry_delay, self.cfg.max_retry_wait))
-        return SendResult(message.key, RETRY, error=f"temporary failure after {self.cfg.retries + 1} tries: {last}")
+        raise TransportError(f"Amazon SES is not accepting messages: {last} ({self.cfg.retries + 1} tries)",
+                             hint="nothing was lost: the messages stay pending and the next run sends them "
+                                  "(`publish serve` retries every pass until [digest] give_up_hours)")
 
     def close(self) -> None:
         if self.client is not None:

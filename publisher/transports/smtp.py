@@ -13,7 +13,7 @@ from functools import lru_cache
 from ..config import SmtpConfig
 from ..errors import SecretError
 from ..message import Outgoing
-from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff
+from .base import FAILED, RETRY, SENT, UNKNOWN, SendResult, TransportError, backoff, chunks
 
 
 @lru_cache(maxsize=16)
@@ -75,7 +75,10 @@ class SMTPTransport:
         except (OSError, smtplib.SMTPException):
             self._drop()
 
-    def send(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+    def requests(self, messages: Sequence[Outgoing]) -> list[tuple[Outgoing, ...]]:
+        return chunks(messages, 1)
+
+    def send(self, messages: Sequence[Outgoing], key: str = "") -> list[SendResult]:
         results: list[SendResult] = []
         for message in messages:
             try:
@@ -86,16 +89,20 @@ class SMTPTransport:
         return results
 
     def _send_one(self, message: Outgoing) -> SendResult:
+        """One message, temporary refusals retried with backoff. A refusal of this recipient or message is a
+        result (failed, or retry: an attempt); the server refusing everything (421, the sender refused,
+        the connection dropping before DATA) raises TransportError: an outage charges no recipient."""
         data = message.as_bytes()
         sender = _address(message.sender)
-        last = ""
+        last, outage = "", False
         for attempt in range(1, self.cfg.retries + 2):
             phase = "connect"
             try:
                 conn = self.conn or self._connect()
-                phase = "envelope"
+                phase = "sender"
                 code, reply = conn.mail(sender)
                 if code == 250:
+                    phase = "recipient"
                     code, reply = conn.rcpt(message.to)
                 if code not in (250, 251):
                     raise smtplib.SMTPResponseException(code, reply)
@@ -109,6 +116,11 @@ class SMTPTransport:
                 reply = exc.smtp_error
                 last = f"{exc.smtp_code} {reply.decode(errors='replace') if isinstance(reply, bytes) else reply}"
                 self._reset()
+                outage = exc.smtp_code == 421 or phase == "sender"
+                if phase == "sender" and not 400 <= exc.smtp_code < 500:
+                    raise TransportError(f"SMTP server {self.cfg.host}:{self.cfg.port} refused the sender "
+                                         f"{sender}: {last}", hint="check [digest] from_address and what the "
+                                         "server lets this account send as; nothing was sent") from None
                 if not 400 <= exc.smtp_code < 500:
                     return SendResult(message.key, FAILED, error=f"refused by the server: {last}")
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -116,12 +128,14 @@ class SMTPTransport:
                 if phase == "data":
                     return SendResult(message.key, UNKNOWN, error=f"connection lost during DATA ({exc}); "
                                       "the server may have accepted the message")
-                if phase == "connect":
-                    raise
-                last = f"connection lost ({exc})"
+                last, outage = f"connection lost ({exc})", True
             if attempt <= self.cfg.retries:
                 self.sleep(backoff(attempt, self.cfg.retry_delay))
-        return SendResult(message.key, RETRY, error=f"temporary failure after {self.cfg.retries + 1} tries: {last}")
+        tries = self.cfg.retries + 1
+        if outage:
+            raise TransportError(f"SMTP server {self.cfg.host}:{self.cfg.port} is not accepting mail: {last} "
+                                 f"({tries} tries)", hint="the messages stay pending and the next run sends them")
+        return SendResult(message.key, RETRY, error=f"refused for now after {tries} tries: {last}")
 
     def close(self) -> None:
         if self.conn is not None:
