@@ -101,6 +101,7 @@ class DigestConfig:
     rate: float = 0.0
     concurrency: int = 1
     max_attempts: int = 5
+    give_up_hours: float = 72.0
     sample_recipients: tuple[str, ...] = ()
     sender_name: str = ""
     postal_address: str = ""
@@ -141,6 +142,7 @@ class HttpConfig:
     retries: int = 4
     retry_delay: float = 1.0
     max_retry_wait: float = 60.0
+    batch_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,6 +508,10 @@ def _validate_digest(source: str, cfg: Config) -> None:
     if d.signing_domain and not re.fullmatch(r"(?i)[a-z0-9-]+(\.[a-z0-9-]+)+", d.signing_domain):
         raise ConfigError(source, "digest.signing_domain", f"must be a domain name like news.example.jp, not "
                           f"{d.signing_domain!r}")
+    if d.give_up_hours <= 0:
+        raise ConfigError(source, "digest.give_up_hours", "must be a positive number of hours, e.g. 72")
+    if cfg.http.batch_size < 0:
+        raise ConfigError(source, "http.batch_size", "must be 0 (the provider's largest batch) or a positive number")
     if d.rate < 0:
         raise ConfigError(source, "digest.rate", "must be 0 (no limit) or a positive number of messages per second")
     for key, url in (("unsubscribe_url", cfg.unsubscribe_url), ("preferences_url", cfg.preferences_url)):

@@ -3,6 +3,8 @@ command, the error mapping, time formatting."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -158,3 +160,37 @@ def lease(app: App, role: str):
     from ..service.lease import Lease
 
     return Lease(app.open_store, role, app.cfg.serve.lease_seconds, tz=app.cfg.tz)
+
+
+class StopSignals:
+    """While sending: SIGINT (Ctrl-C) and SIGTERM ask the work in hand to stop after the request in flight,
+    which is recorded; a second signal stops at once. `exit_code` is 128 + the signal's number."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return bool(self.signum)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]

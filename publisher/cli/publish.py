@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import EXIT_ATTENTION, EXIT_OK, Finding
-from .common import app_of, honours_dry_run, lease, when
+from ..errors import EXIT_ATTENTION, EXIT_FAILED, EXIT_OK, Finding
+from .common import StopSignals, app_of, honours_dry_run, lease, when
 
 if TYPE_CHECKING:
     from ..app import App
@@ -21,15 +21,20 @@ def run_publish(app: App, dry_run: bool, role: str = "publish") -> int:
     from ..service.pipeline import notify_hubs, run_pass
 
     pings = None
+    stop = StopSignals()
     if dry_run:
         report = run_pass(app, dry_run=True)
     else:
-        with lease(app, role):
-            report = run_pass(app)
-            pings = notify_hubs(app, budget=app.cfg.feeds.websub_wait)  # bounded: the rest waits for the next pass
+        with stop, lease(app, role) as held:
+            report = run_pass(app, should_stop=lambda: stop() or held.lost(), holder=held.holder)
+            if not stop.signum:  # bounded: the rest waits for the next pass
+                pings = notify_hubs(app, budget=app.cfg.feeds.websub_wait)
     click.echo("\n".join(report_lines(report, app.cfg) + ping_lines(report, pings)))
     if dry_run:
         _say_who_holds_the_lock(app)
+    if stop.signum:
+        click.echo(f"Stopped by {stop.name}: the message in flight was recorded; the next run carries on.")
+        return stop.exit_code
     return pass_exit_code(report)
 
 
@@ -64,30 +69,35 @@ def ping_lines(report, pings) -> list[str]:
 
 
 def pass_exit_code(report) -> int:
-    """The most serious outcome: a digest that could not be sent exits as `publish digest --send` would."""
+    """The most serious outcome: a digest that could not be sent exits as `publish digest --send` would, one
+    with messages still to send exits 3."""
     code = EXIT_ATTENTION if report.rejected else EXIT_OK
-    if report.digest_error:
-        code = max(code, report.digest.error_code)
+    for d in report.digests:
+        if d.error:
+            code = max(code, d.error_code)
+        elif d.action == "sent" and d.unfinished:
+            code = max(code, EXIT_FAILED)
     return code
 
 
 def digest_lines(report, cfg: Config) -> list[str]:
-    """What the pass did about the weekly digest, one line each."""
-    d = report.digest
-    if d is None:
-        return []
+    """What the pass did about the weekly digest (and earlier ones still unfinished), one line each."""
+    return [line for d in report.digests for line in _digest_lines(d, cfg, report.dry_run)]
+
+
+def _digest_lines(d, cfg: Config, dry_run: bool) -> list[str]:
     at = when(d.slot, cfg)
     if d.action == "missed":
         return [f"Digest of {at} was missed and is older than [digest] catch_up_hours "
                 f"({cfg.digest.catch_up_hours} h): skipped"]
-    if d.action == "stale":
-        return [f"Digest of {at} was interrupted and is older than the catch-up window: left as it is "
-                "(see `publish digest --status`)"]
+    if d.action == "gave-up":
+        return [f"Digest of {at}: gave up on {d.given_up} message(s) still unsent after [digest] give_up_hours "
+                f"({cfg.digest.give_up_hours:g} h); they are recorded as failed (see `publish digest --status`)"]
     if d.action == "would-send":
         return [f"Would send the digest of {at} ({d.posts} posts) to {d.recipients} subscriber(s); "
                 f"{d.nothing_new} with nothing new"]
     if d.error and not d.counts:
-        return [f"Digest {'would not be' if report.dry_run else 'not'} sent: {d.error}"]
+        return [f"Digest {'would not be' if dry_run else 'not'} sent: {d.error}"]
     counts = ", ".join(f"{n} {state}" for state, n in sorted(d.counts.items()))
     lines = [f"Digest of {at}: {d.sent_now} sent now ({counts or 'no recipients'})"]
     lines += [f"  {w}" for w in d.warnings]
@@ -95,6 +105,8 @@ def digest_lines(report, cfg: Config) -> list[str]:
         lines.append("  stopped before the end: the next start resumes it")
     if d.error:
         lines.append(f"Digest not sent: {d.error}")
+    elif d.unfinished and not d.stopped:
+        lines.append(f"  {d.unfinished} message(s) not sent yet: the next run sends them")
     return lines
 
 

@@ -94,12 +94,15 @@ class MessageFactory:
         self.skeletons: dict[int, Skeleton] = {}  # per render (the renderer keeps each render alive)
         self.warnings: list[str] = []
 
-    def build(self, sub: Subscriber, mid: str | None = None) -> Outgoing | None:
+    def build(self, sub: Subscriber, mid: str | None = None, at: datetime | None = None) -> Outgoing | None:
+        """The subscriber's message (None if nothing is new for them), as of `at` (default: the factory's time):
+        built again as of the same time, with the same Message-ID, it is the same message."""
         rendered = self.renderer.for_categories(sub.categories, test=self.test)
         if rendered is None:
             return None
         cfg = self.cfg
-        issued = int(self.now.timestamp())
+        at = at or self.now
+        issued = int(at.timestamp())
         unsubscribe = cfg.unsubscribe_url.format(
             token=make_token(self.secrets, sub.id, sub.email, "unsubscribe", issued))
         preferences = cfg.preferences_url.format(
@@ -108,7 +111,7 @@ class MessageFactory:
             key=sub.id, to=sub.email, to_name=sub.name, sender=cfg.digest.from_address, subject=rendered.subject,
             html_body=None, text_body=None,
             message_id=mid or message_id(cfg.digest.from_address, self.digest_id, sub.id),
-            headers=list_headers(cfg.list_id, cfg.site.title, unsubscribe, self.now, cfg.digest.reply_to),
+            headers=list_headers(cfg.list_id, cfg.site.title, unsubscribe, at, cfg.digest.reply_to),
             template=(rendered.html, rendered.text),
             links={UNSUBSCRIBE_MARK: unsubscribe, PREFERENCES_MARK: preferences},
         )

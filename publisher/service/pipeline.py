@@ -19,7 +19,7 @@ from ..feeds.update import FeedChanges, feeds_intact, update_feeds
 from ..reading.load import decode_record, load_posts, reader_signature, render_posts
 from ..reading.posts import Post, ReaderSettings, SourceFile, site_posts
 from ..selection import Held, mint_post_id, select_posts
-from ..store.base import NewPublished, Store
+from ..store.base import Digest, Holder, NewPublished, Store
 
 if TYPE_CHECKING:
     import threading
@@ -32,7 +32,7 @@ class ScheduledDigest:
     """What a pass did about the weekly digest."""
 
     slot: datetime
-    action: str  # "sent", "would-send", "missed" (too late, skipped) or "stale" (interrupted, too late)
+    action: str  # "sent", "would-send", "missed" (too late, skipped) or "gave-up" (unsent after give_up_hours)
     sent_now: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     recipients: int = 0  # would-send: messages; posts: the digest's posts
@@ -42,6 +42,11 @@ class ScheduledDigest:
     stopped: bool = False
     error: str = ""
     error_code: int = EXIT_FAILED  # the exit code of the error that stopped it, as the command itself would exit
+    given_up: int = 0
+
+    @property
+    def unfinished(self) -> int:
+        return self.counts.get("pending", 0) + self.counts.get("sending", 0)
 
 
 @dataclass(slots=True)
@@ -61,10 +66,15 @@ class PassReport:
     digest: ScheduledDigest | None = None
     adopted: set[str] = field(default_factory=set)  # keys of new posts adopted as a blog's back catalogue
     adopted_before: datetime | None = None  # the start of the next digest's period, on an adopting pass
+    earlier: list[ScheduledDigest] = field(default_factory=list)  # older digests resumed or given up
 
     @property
     def digest_error(self) -> str:
-        return self.digest.error if self.digest else ""
+        return next((d.error for d in self.digests if d.error), "")
+
+    @property
+    def digests(self) -> list[ScheduledDigest]:
+        return self.earlier + ([self.digest] if self.digest else [])
 
     def summary(self) -> dict[str, int]:
         return {"new": len(self.new), "changed": len(self.changed), "feeds_written": len(self.feeds.written),
@@ -73,11 +83,12 @@ class PassReport:
 
 
 def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_digest: bool = True,
-             should_stop: Callable[[], bool] = lambda: False,
+             should_stop: Callable[[], bool] = lambda: False, holder: Holder | None = None,
              feeds_done: Callable[[PassReport], None] = lambda report: None) -> PassReport:
     """One publishing pass at `app.now()`: publish what came due, rebuild changed feeds, record it, and send
-    the weekly digest when its time has come. `feeds_done` is called once the feeds are written and recorded
-    (before the digest): `publish serve` wakes its WebSub sender there."""
+    the weekly digest when its time has come (resuming any digest still unfinished), acting under `holder`'s
+    lease. `feeds_done` is called once the feeds are written and recorded (before the digest): `publish
+    serve` wakes its WebSub sender there."""
     cfg = app.cfg
     now = app.now()
     own_store = store is None
@@ -90,7 +101,9 @@ def run_pass(app: App, dry_run: bool = False, store: Store | None = None, with_d
             store.purge_pending((now - timedelta(hours=cfg.web.confirm_hours)).astimezone(UTC).isoformat())
             store.purge_web_state(now.astimezone(UTC).isoformat(), now.timestamp())
         if with_digest and cfg.digest.enabled:
-            report.digest = scheduled_digest(app, store, now, dry_run, should_stop)
+            if not dry_run:
+                report.earlier = resume_earlier(app, store, now, should_stop, holder)
+            report.digest = scheduled_digest(app, store, now, dry_run, should_stop, holder)
         return report
     except OSError as exc:
         raise PublisherError(f"{exc.filename or cfg.feeds_dir}: {exc.strerror}",
@@ -245,8 +258,10 @@ def notify_hubs(app: App, budget: float, stop: threading.Event | None = None) ->
 
 
 def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
-                     should_stop: Callable[[], bool] = lambda: False) -> ScheduledDigest | None:
-    """Send the digest of the latest slot if it is due, not yet done, and within the catch-up window."""
+                     should_stop: Callable[[], bool] = lambda: False,
+                     holder: Holder | None = None) -> ScheduledDigest | None:
+    """The digest of the latest slot: resumed if started and not done (until [digest] give_up_hours), sent if
+    it is due and found within the catch-up window, recorded as missed if found too late."""
     from ..digest.schedule import last_slot, late_by, period_for, utc_stamp
 
     cfg = app.cfg
@@ -256,13 +271,46 @@ def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
         return None
     if not existing and not store.count_subscribers().get("active"):
         return None
-    if late_by(now, slot) > timedelta(hours=cfg.digest.catch_up_hours):
-        if existing:
-            return ScheduledDigest(slot, "stale")
+    if existing and not dry_run:
+        return _resume(app, store, existing, now, should_stop, holder)
+    if not existing and late_by(now, slot) > timedelta(hours=cfg.digest.catch_up_hours):
         if not dry_run:
             start, end = period_for(cfg, slot)
             store.mark_missed(utc_stamp(start), utc_stamp(end), utc_stamp(now))
         return ScheduledDigest(slot, "missed")
+    return _send(app, store, slot, now, dry_run, should_stop, holder)
+
+
+def resume_earlier(app: App, store: Store, now: datetime, should_stop: Callable[[], bool],
+                   holder: Holder | None) -> list[ScheduledDigest]:
+    """Digests of earlier slots still unfinished (a send interrupted, an outage): resumed, or given up once
+    [digest] give_up_hours have passed."""
+    from ..digest.delivery import slot_of
+    from ..digest.schedule import last_slot, period_for, utc_stamp
+
+    latest = utc_stamp(period_for(app.cfg, last_slot(app.cfg, now))[1])
+    return [_resume(app, store, digest, now, should_stop, holder)
+            for digest in store.unfinished_digests() if digest.period_end != latest
+            and slot_of(app.cfg, digest) < now]
+
+
+def _resume(app: App, store: Store, digest: Digest, now: datetime, should_stop: Callable[[], bool],
+            holder: Holder | None) -> ScheduledDigest:
+    from ..digest.delivery import give_up_if_expired, slot_of
+
+    slot = slot_of(app.cfg, digest)
+    try:
+        given_up = give_up_if_expired(app.cfg, store, digest, now)
+    except PublisherError as exc:
+        return ScheduledDigest(slot, "sent", error=str(exc), error_code=exc.exit_code)
+    if given_up is not None:
+        return ScheduledDigest(slot, "gave-up", counts=store.ledger_counts(digest.id), given_up=given_up)
+    return _send(app, store, slot, now, False, should_stop, holder)
+
+
+def _send(app: App, store: Store, slot: datetime, now: datetime, dry_run: bool, should_stop: Callable[[], bool],
+          holder: Holder | None) -> ScheduledDigest:
+    cfg = app.cfg
     # only when a digest is due: most passes never import the digest stage
     from ..digest.delivery import send_digest
     from ..digest.job import prepare_digest
@@ -274,8 +322,11 @@ def scheduled_digest(app: App, store: Store, now: datetime, dry_run: bool,
             dry = dry_run_digest(cfg, store, prepare_digest(cfg, store, slot), app.preview_secrets, now)
             return ScheduledDigest(slot, "would-send", recipients=dry.recipients, nothing_new=dry.nothing_new,
                                    posts=len(dry.job.posts))
+        if holder is None:
+            raise PublisherError("a digest is sent only under the lock", "take the lease first (a bug if seen)")
         started = datetime.now(UTC)
-        result = send_digest(cfg, store, app.secrets, app.transport, now, slot, should_stop=should_stop)
+        result = send_digest(cfg, store, app.secrets, app.transport, now, slot, should_stop=should_stop,
+                             holder=holder)
         store.record_run("digest", started, datetime.now(UTC), {"sent": result.sent_now, **result.counts})
     except PublisherError as exc:
         return ScheduledDigest(slot, "sent", error=str(exc), error_code=exc.exit_code)

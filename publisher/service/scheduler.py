@@ -92,13 +92,19 @@ class Service:
 
         if self.stop.is_set():
             return
-        taken, holder, expires = self.lease.try_acquire()
-        if not taken:
-            log.info("%s: skipped, %s holds the lock until %s", why, holder, local_time(expires, self.cfg.tz))
+        try:
+            grant = self.lease.try_acquire()
+        except PublisherError as exc:
+            log.error("%s skipped: %s", why, exc)
+            return
+        if not grant.taken:
+            log.info("%s: skipped, %s holds the lock until %s", why, grant.owner,
+                     local_time(grant.expires, self.cfg.tz))
             return
         with self.run_lock:
             try:
-                report = run_pass(self.app, should_stop=self.stop.is_set, feeds_done=self._feeds_done)
+                report = run_pass(self.app, should_stop=lambda: self.stop.is_set() or self.lease.lost(),
+                                  holder=self.lease.holder, feeds_done=self._feeds_done)
                 log.info("%s: %s", why, describe(report, self.render_digest))
                 self._schedule_next_due(report)
             except PublisherError as exc:
